@@ -1,0 +1,60 @@
+"""Helpers for the unpaired T1 <-> T2 MRI CycleGAN course: `import mri_helpers as mh`.
+
+The modules follow the course: data (01) -> processing (02) -> models and losses (03) ->
+training and evaluation (04) -> plotting. TensorFlow-heavy modules load on first use, so that
+`mri-course check-data` and the data lesson start quickly.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quiet TensorFlow's C++ start-up logs
+
+from .data import (  # noqa: E402
+    AUTO,
+    MODALITIES,
+    PHANTOM,
+    DataError,
+    DataProblems,
+    MRIDataset,
+    Slice,
+    describe,
+    find_data,
+    load_dataset,
+    summarize,
+)
+
+__version__ = "0.1.0"
+__all__ = [
+    "AUTO",
+    "MODALITIES",
+    "PHANTOM",
+    "DataError",
+    "DataProblems",
+    "MRIDataset",
+    "Slice",
+    "describe",
+    "find_data",
+    "load_dataset",
+    "set_seed",
+    "summarize",
+]
+
+_LAZY_MODULES = {"phantom", "plotting", "runner", "tfds_dataset", "profiles", "manifest"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'mri_helpers' has no attribute {name!r}")
+
+
+def set_seed(seed: int = 42) -> None:
+    """Seed Python, NumPy and TensorFlow and make TF ops deterministic (reproducible runs)."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()

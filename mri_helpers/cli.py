@@ -1,0 +1,102 @@
+"""The `mri-course` command: check the data, run the course as a batch."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from . import profiles
+from .data import AUTO, PHANTOM, DataError, describe, find_data, load_dataset
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mri-course",
+        description="Unpaired T1 <-> T2 MRI translation with a CycleGAN: the course's commands.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser(
+        "check-data", help="find and validate the course data; print a summary or the problems"
+    )
+    check.add_argument(
+        "path", nargs="?", help="the course zip or folder (default: $MRI_DATA, then data/)"
+    )
+
+    run = commands.add_parser("run", help="execute the notebooks in order into a run folder")
+    run.add_argument("--profile", choices=profiles.PROFILES, default="course")
+    run.add_argument(
+        "--data", default=AUTO, help='"auto" (default), "phantom", or the course zip or folder'
+    )
+    run.add_argument("--out", help="run folder (default: runs/PROFILE-TIMESTAMP)")
+    run.add_argument("--seed", type=int, help="random seed (default: the profile's)")
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override one notebook parameter (YAML value), e.g. --set NUM_PHANTOM_SLICES=24",
+    )
+    run.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out")
+    run.add_argument("--log-output", action="store_true", help="stream the notebooks' output")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "check-data":
+            return check_data(args.path)
+        if args.command == "run":
+            return run(args)
+    except (DataError, profiles.ParameterError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 1
+
+
+def check_data(path: str | None) -> int:
+    """Print a summary of the data, or every problem found; 0 when usable."""
+    if path != PHANTOM and find_data(path) is None:
+        print(
+            "error: no course data found (looked at $MRI_DATA and data/). Put "
+            "MRI+T1_T2+Dataset.zip into data/ or pass its path; without it the course uses "
+            "the built-in phantom.",
+            file=sys.stderr,
+        )
+        return 1
+    print(describe(load_dataset(path or AUTO)))
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .runner import CourseRunError, run_course
+
+    overrides = {}
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise profiles.ParameterError(f"--set {item!r} must look like NAME=VALUE.")
+        overrides[name.strip()] = yaml.safe_load(value)
+    try:
+        result = run_course(
+            args.profile,
+            args.data,
+            args.out,
+            overwrite=args.overwrite,
+            seed=args.seed,
+            overrides=overrides,
+            log_output=args.log_output,
+        )
+    except CourseRunError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"Finished in {sum(result.seconds.values()):.0f} s; results in {result.run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

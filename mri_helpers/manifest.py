@@ -1,0 +1,39 @@
+"""Small JSON manifests through which the notebooks of one run talk to each other.
+
+Each notebook writes `<RUN_DIR>/<name>.json`; the next one reads it, and says which notebook
+to run first when it is missing. Files are written to a temporary name and renamed, so a reader
+never sees half a manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+class MissingManifestError(FileNotFoundError):
+    """A notebook needs the output of an earlier one that has not run in this run folder."""
+
+
+def write(run_dir: str | os.PathLike, name: str, content: dict[str, Any]) -> Path:
+    """Write `content` as `<run_dir>/<name>.json` atomically; return the path."""
+    folder = Path(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{name}.json"
+    partial = target.with_suffix(".json.partial")
+    partial.write_text(json.dumps(content, indent=2, sort_keys=True, default=str))
+    os.replace(partial, target)
+    return target
+
+
+def read(run_dir: str | os.PathLike, name: str) -> dict[str, Any]:
+    """Read the manifest `name` of this run, or say which notebook writes it."""
+    path = Path(run_dir) / f"{name}.json"
+    if not path.is_file():
+        raise MissingManifestError(
+            f"{path} is missing: run notebook {name.split('_')[0]} first with the same RUN_DIR "
+            "(or run the whole course with `mri-course run`)."
+        )
+    return json.loads(path.read_text())

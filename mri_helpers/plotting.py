@@ -1,0 +1,142 @@
+"""The figures the notebooks show; plotting code lives here so lesson cells stay short."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .data import MODALITIES, MRIDataset, Slice, natural_key
+from .processing import brain_region, head_mask, tissue_classes
+
+CONTRAST_NAMES = {"t1": "T1-weighted", "t2": "T2-weighted"}
+TISSUES = ("CSF", "grey matter", "white matter")
+
+
+def show_slices(
+    slices: Sequence[Slice], ncols: int = 6, title: str | None = None, size: float = 1.6
+) -> plt.Figure:
+    """A grid of slices with their ids, gray scale fixed to the stored range."""
+    nrows = max(1, -(-len(slices) // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * size * 1.2))
+    for ax in np.atleast_1d(axes).ravel():
+        ax.axis("off")
+    for ax, s in zip(np.atleast_1d(axes).ravel(), slices, strict=False):
+        vmax = 255 if s.image.dtype == np.uint8 else int(s.image.max()) or 1
+        ax.imshow(s.image, cmap="gray", vmin=0, vmax=vmax)
+        ax.set_title(s.id.removesuffix(".png"), fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def show_dataset(dataset: MRIDataset, per_modality: int = 6) -> plt.Figure:
+    """Evenly spaced slices of each contrast, one row each."""
+    picks = []
+    for modality in MODALITIES:
+        slices = dataset[modality]
+        index = np.linspace(0, len(slices) - 1, per_modality).round().astype(int)
+        picks += [slices[i] for i in index]
+    return show_slices(picks, ncols=per_modality, title="Top: T1-weighted   Bottom: T2-weighted")
+
+
+def plot_slice_numbers(dataset: MRIDataset) -> plt.Figure:
+    """Which slice numbers each contrast holds: two sets that never meet (unpaired data)."""
+    fig, ax = plt.subplots(figsize=(9, 1.8))
+    for row, modality in enumerate(MODALITIES):
+        numbers = [_number(s.id) for s in dataset[modality]]
+        ax.scatter(numbers, [row] * len(numbers), marker="|", s=200, label=modality.upper())
+    ax.set_yticks([0, 1], [CONTRAST_NAMES[m] for m in MODALITIES])
+    ax.set_ylim(-0.7, 1.7)
+    ax.set_xlabel("slice number in the file name")
+    ax.set_title("Which slices are present")
+    fig.tight_layout()
+    return fig
+
+
+def _number(slice_id: str) -> int:
+    digits = [part for part in natural_key(slice_id) if isinstance(part, int)]
+    return digits[-1] if digits else -1
+
+
+def plot_histograms(dataset: MRIDataset) -> plt.Figure:
+    """Intensity histograms per contrast, split into background and head (log counts)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.4), sharey=True)
+    for ax, modality in zip(axes, MODALITIES, strict=True):
+        inside, outside = [], []
+        for s in dataset[modality]:
+            mask = head_mask(s.image)
+            inside.append(s.image[mask].ravel())
+            outside.append(s.image[~mask].ravel())
+        bins = np.arange(0, 257, 4)
+        ax.hist(np.concatenate(outside), bins=bins, alpha=0.6, label="background")
+        ax.hist(np.concatenate(inside), bins=bins, alpha=0.6, label="head")
+        ax.set_yscale("log")
+        ax.set_title(CONTRAST_NAMES[modality])
+        ax.set_xlabel("pixel value")
+    axes[0].set_ylabel("pixels (log scale)")
+    axes[0].legend()
+    fig.tight_layout()
+    return fig
+
+
+def tissue_means(slices: Sequence[Slice]) -> np.ndarray:
+    """Mean intensity of the three multi-Otsu classes inside the brain region, per slice."""
+    means = []
+    for s in slices:
+        region = brain_region(s.image)
+        classes = tissue_classes(s.image, region)
+        means.append([s.image[classes == k].mean() for k in (1, 2, 3)])
+    return np.array(means)
+
+
+def plot_tissue_contrast(dataset: MRIDataset, index: int | None = None) -> plt.Figure:
+    """One slice per contrast with its three intensity classes, and each class's mean value.
+
+    In T1 the order from dark to bright is CSF, grey, white matter; in T2 it is reversed.
+    """
+    fig, axes = plt.subplots(2, 3, figsize=(10, 6.4))
+    for row, modality in enumerate(MODALITIES):
+        slices = dataset[modality]
+        s = slices[len(slices) // 2 if index is None else index]
+        region = brain_region(s.image)
+        classes = tissue_classes(s.image, region)
+        means = [s.image[classes == k].mean() for k in (1, 2, 3)]
+        names = TISSUES if modality == "t1" else TISSUES[::-1]  # dark -> bright
+        axes[row, 0].imshow(s.image, cmap="gray", vmin=0, vmax=255)
+        axes[row, 0].set_title(f"{modality.upper()} {s.id.removesuffix('.png')}")
+        axes[row, 1].imshow(np.ma.masked_equal(classes, 0), cmap="viridis", vmin=1, vmax=3)
+        axes[row, 1].set_title("3 intensity classes (brain)")
+        axes[row, 2].bar(names, means, color=plt.cm.viridis([0.0, 0.5, 1.0]))
+        axes[row, 2].set_ylim(0, 255)
+        axes[row, 2].set_title("mean value, dark to bright")
+        for ax in axes[row, :2]:
+            ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def show_phantom(dataset: MRIDataset, index: int | None = None) -> plt.Figure:
+    """A phantom slice in both contrasts: clean truth, observed (bias + noise), and the ratio."""
+    if not dataset.is_phantom:
+        raise ValueError("show_phantom needs the phantom dataset: mh.load_dataset('phantom')")
+    i = len(dataset.t1) // 2 if index is None else index
+    fig, axes = plt.subplots(2, 3, figsize=(9, 7))
+    for row, modality in enumerate(MODALITIES):
+        s = dataset[modality][i]
+        ratio = np.where(s.head_mask, s.image / np.maximum(s.clean, 1.0), np.nan)
+        panels = [
+            (s.clean, f"{modality.upper()} truth (clean)", "gray", (0, 255)),
+            (s.image, f"{modality.upper()} observed", "gray", (0, 255)),
+            (ratio, "observed / truth (bias and noise)", "coolwarm", (0.7, 1.3)),
+        ]
+        for ax, (image, title, cmap, (low, high)) in zip(axes[row], panels, strict=True):
+            shown = ax.imshow(image, cmap=cmap, vmin=low, vmax=high)
+            ax.set_title(title, fontsize=9)
+            ax.axis("off")
+        fig.colorbar(shown, ax=axes[row, 2], fraction=0.046)
+    fig.suptitle(f"Phantom slice {dataset.t1[i].id}: the same anatomy in both contrasts")
+    fig.tight_layout()
+    return fig

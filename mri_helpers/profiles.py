@@ -1,0 +1,92 @@
+"""Run profiles and notebook parameters (explained in the README, "Profiles").
+
+Every notebook starts with one papermill `parameters` cell. Parameters left at `None` take the
+value of the chosen profile (`smoke`, `course` or `full`, YAML files in `profiles/`); anything
+set explicitly wins. `resolve()` checks every value before any work starts and names the
+allowed values when one is wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import yaml
+
+PROFILES = ("smoke", "course", "full")
+
+
+class ParameterError(ValueError):
+    """A notebook or command-line parameter is out of range or of the wrong type."""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What one parameter may be: its type, bounds and, for strings, the allowed choices."""
+
+    kind: type
+    help: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] | None = None
+
+    def check(self, name: str, value: Any) -> Any:
+        allowed = self.describe()
+        if self.kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                raise ParameterError(f"{name}={value!r} must be a whole number ({allowed}).")
+        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if self.kind is float and not is_number:
+            raise ParameterError(f"{name}={value!r} must be a number ({allowed}).")
+        if self.kind is str and not isinstance(value, str):
+            raise ParameterError(f"{name}={value!r} must be a string ({allowed}).")
+        if self.choices is not None and value not in self.choices:
+            raise ParameterError(f"{name}={value!r} is not allowed; use one of {self.choices}.")
+        too_low = self.low is not None and value < self.low
+        if too_low or (self.high is not None and value > self.high):
+            raise ParameterError(f"{name}={value!r} is out of range ({allowed}).")
+        return value
+
+    def describe(self) -> str:
+        if self.choices:
+            return f"one of {self.choices}"
+        if self.low is not None and self.high is not None:
+            return f"{self.kind.__name__} from {self.low} to {self.high}"
+        if self.low is not None:
+            return f"{self.kind.__name__} >= {self.low}"
+        return self.kind.__name__
+
+
+SPECS: dict[str, Spec] = {
+    "PROFILE": Spec(str, "run profile", choices=PROFILES),
+    "DATA": Spec(str, '"auto", "phantom" or a path to the course zip or folder'),
+    "RUN_DIR": Spec(str, "folder for this run's artefacts and manifests"),
+    "SEED": Spec(int, "random seed of the whole run", low=0, high=2**31 - 1),
+    "NUM_PHANTOM_SLICES": Spec(int, "slices in the phantom", low=1, high=96),
+}
+
+
+def load_profile(name: str) -> dict[str, Any]:
+    """The parameter values of a named profile."""
+    if name not in PROFILES:
+        raise ParameterError(f"unknown profile {name!r}; use one of {PROFILES}.")
+    text = resources.files(__package__).joinpath(f"profiles/{name}.yaml").read_text()
+    return {"PROFILE": name, **(yaml.safe_load(text) or {})}
+
+
+def resolve(profile: str, **parameters: Any) -> dict[str, Any]:
+    """Fill parameters left at None from the profile, then check every value."""
+    values = load_profile(SPECS["PROFILE"].check("PROFILE", profile))
+    values.update({k: v for k, v in parameters.items() if v is not None})
+    return check(values)
+
+
+def check(values: dict[str, Any]) -> dict[str, Any]:
+    """Check names, types and ranges of parameter values; return them (ints normalised)."""
+    unknown = sorted(set(values) - set(SPECS))
+    if unknown:
+        raise ParameterError(f"unknown parameter(s) {unknown}; known: {sorted(SPECS)}.")
+    return {name: SPECS[name].check(name, value) for name, value in values.items()}

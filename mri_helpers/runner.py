@@ -1,0 +1,160 @@
+"""Run the course notebooks in order as one batch with papermill (see the README, "Batch runs").
+
+Each run gets a new folder: the executed copies of the notebooks and everything they write
+(manifests, figures, models) go there; the committed notebooks are only ever read. The
+notebooks pass results to each other through files in that folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from . import profiles
+from .data import AUTO, PHANTOM, find_data, project_root
+
+
+class CourseRunError(RuntimeError):
+    """A batch run could not start or a notebook failed; the message names the cell and error."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Where a finished batch run left its notebooks and what it ran."""
+
+    run_dir: Path
+    notebooks: list[Path]
+    parameters: dict[str, Any]
+    seconds: dict[str, float]
+
+
+def course_notebooks(notebooks_dir: Path | None = None) -> list[Path]:
+    """The course notebooks `NN_topic.ipynb`, in order."""
+    folder = notebooks_dir or project_root() / "notebooks"
+    found = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+    if not found:
+        raise CourseRunError(
+            f"no course notebooks (NN_topic.ipynb) in {folder}; run from the course repository "
+            "or pass --notebooks DIR."
+        )
+    return found
+
+
+def new_run_dir(out: str | os.PathLike | None, profile: str, overwrite: bool) -> Path:
+    """Create the run folder; refuse to reuse a non-empty one unless `overwrite`."""
+    if out is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = project_root() / "runs" / f"{profile}-{stamp}"
+    run_dir = Path(out).expanduser().resolve()
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CourseRunError(f"{run_dir} exists and is not a folder; choose another --out.")
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not overwrite:
+        raise CourseRunError(
+            f"{run_dir} already holds an earlier run; choose another --out or pass --overwrite."
+        )
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as error:
+        raise CourseRunError(
+            f"cannot write to {run_dir} ({error.strerror}); choose a writable --out."
+        ) from None
+    return run_dir
+
+
+def run_course(
+    profile: str = "course",
+    data: str = AUTO,
+    out: str | os.PathLike | None = None,
+    *,
+    overwrite: bool = False,
+    seed: int | None = None,
+    overrides: dict[str, Any] | None = None,
+    notebooks_dir: Path | None = None,
+    log_output: bool = False,
+) -> RunResult:
+    """Execute every course notebook in order into a new run folder."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    overrides = dict(overrides or {})
+    if seed is not None:
+        overrides["SEED"] = seed
+    parameters = profiles.resolve(profile, **overrides)  # fails before any work
+    notebooks = course_notebooks(notebooks_dir)
+    parameters["DATA"] = _resolve_data(data)
+    run_dir = new_run_dir(out, profile, overwrite)
+    parameters["RUN_DIR"] = str(run_dir)
+    print(f"Run folder: {run_dir}")
+    if parameters["DATA"] == PHANTOM:
+        print("Data: the built-in phantom (no course zip found or --data phantom).")
+    else:
+        print(f"Data: {parameters['DATA']}")
+
+    executed, seconds = [], {}
+    for notebook in notebooks:
+        declared = pm.inspect_notebook(str(notebook))
+        given = {k: v for k, v in parameters.items() if k in declared}
+        target = run_dir / notebook.name
+        print(f"Running {notebook.name} ...", flush=True)
+        start = time.perf_counter()
+        try:
+            pm.execute_notebook(
+                str(notebook),
+                str(target),
+                parameters=given,
+                kernel_name="python3",
+                cwd=str(notebook.parent),
+                progress_bar=False,
+                log_output=log_output,
+            )
+        except PapermillExecutionError as error:
+            first_line = (error.source or "").strip().splitlines()[:1]
+            raise CourseRunError(
+                f"{notebook.name} failed in cell {error.exec_count} "
+                f"({first_line[0] if first_line else 'empty cell'!r}): "
+                f"{error.ename}: {error.evalue}\nThe executed copy with the full traceback is "
+                f"{target}."
+            ) from None
+        seconds[notebook.name] = round(time.perf_counter() - start, 1)
+        print(f"  done in {seconds[notebook.name]:.0f} s")
+        executed.append(target)
+    _write_run_manifest(run_dir, parameters, seconds)
+    return RunResult(run_dir, executed, parameters, seconds)
+
+
+def _resolve_data(data: str) -> str:
+    """Turn the --data choice into what the notebooks get: "phantom" or an absolute path."""
+    if data == PHANTOM:
+        return PHANTOM
+    found = find_data(None if data == AUTO else data)
+    return PHANTOM if found is None else str(found.resolve())
+
+
+def _write_run_manifest(run_dir: Path, parameters: dict, seconds: dict) -> None:
+    import importlib.metadata as md
+
+    versions = {}
+    for package in ("tensorflow-cpu", "tensorflow", "keras", "numpy", "mri-helpers"):
+        try:
+            versions[package] = md.version(package)
+        except md.PackageNotFoundError:
+            continue
+    manifest = {
+        "parameters": parameters,
+        "seconds_per_notebook": seconds,
+        "total_seconds": round(sum(seconds.values()), 1),
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "versions": versions,
+        "finished": datetime.now().isoformat(timespec="seconds"),
+    }
+    (run_dir / "run.json").write_text(json.dumps(manifest, indent=2))
