@@ -42,7 +42,15 @@ __all__ = [
     "summarize",
 ]
 
-_LAZY_MODULES = {"phantom", "plotting", "runner", "tfds_dataset", "profiles", "manifest"}
+_LAZY_MODULES = {
+    "manifest",
+    "phantom",
+    "plotting",
+    "processing",
+    "profiles",
+    "runner",
+    "tfds_dataset",
+}
 
 
 def __getattr__(name: str):
@@ -53,8 +61,7 @@ def __getattr__(name: str):
 
 def set_seed(seed: int = 42) -> None:
     """Seed Python, NumPy and TensorFlow and make TF ops deterministic (reproducible runs)."""
-    import keras
-    import tensorflow as tf
+    from ._tf import keras, tf
 
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()

@@ -36,10 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="override one notebook parameter (YAML value), e.g. --set NUM_PHANTOM_SLICES=24",
+        help="override one notebook parameter (YAML value), e.g. --set SEED=7",
     )
     run.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out")
     run.add_argument("--log-output", action="store_true", help="stream the notebooks' output")
+
+    publish = commands.add_parser(
+        "publish", help="copy a finished course run's executed notebooks over notebooks/"
+    )
+    publish.add_argument("run_dir", help="the run folder written by `mri-course run`")
     return parser
 
 
@@ -50,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return check_data(args.path)
         if args.command == "run":
             return run(args)
+        if args.command == "publish":
+            return publish(args.run_dir)
     except (DataError, profiles.ParameterError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -95,6 +102,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"Finished in {sum(result.seconds.values()):.0f} s; results in {result.run_dir}")
+    return 0
+
+
+def publish(run_dir: str) -> int:
+    from .runner import CourseRunError
+    from .runner import publish as publish_run
+
+    try:
+        for path in publish_run(run_dir):
+            print(f"published {path}")
+    except CourseRunError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

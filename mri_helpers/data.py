@@ -131,6 +131,8 @@ def find_data(path: str | os.PathLike | None = None) -> Path | None:
 
     An explicit path or `$MRI_DATA` that does not exist is an error, never a silent fallback.
     """
+    if path is not None and str(path) == AUTO:
+        path = None
     for given, what in ((path, "the given path"), (os.environ.get("MRI_DATA"), "$MRI_DATA")):
         if given:
             found = Path(given).expanduser()

@@ -126,7 +126,8 @@ def show_phantom(dataset: MRIDataset, index: int | None = None) -> plt.Figure:
     fig, axes = plt.subplots(2, 3, figsize=(9, 7))
     for row, modality in enumerate(MODALITIES):
         s = dataset[modality][i]
-        ratio = np.where(s.head_mask, s.image / np.maximum(s.clean, 1.0), np.nan)
+        bright_enough = s.head_mask & (s.clean > 0.1 * s.clean.max())  # ratio of ~0 is noise
+        ratio = np.where(bright_enough, s.image / np.maximum(s.clean, 1.0), np.nan)
         panels = [
             (s.clean, f"{modality.upper()} truth (clean)", "gray", (0, 255)),
             (s.image, f"{modality.upper()} observed", "gray", (0, 255)),

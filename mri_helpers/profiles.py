@@ -81,6 +81,9 @@ def resolve(profile: str, **parameters: Any) -> dict[str, Any]:
     """Fill parameters left at None from the profile, then check every value."""
     values = load_profile(SPECS["PROFILE"].check("PROFILE", profile))
     values.update({k: v for k, v in parameters.items() if v is not None})
+    unset = sorted(k for k, v in parameters.items() if v is None and k not in values)
+    if unset:
+        raise ParameterError(f"{unset} left at None, but profile {profile!r} sets no value.")
     return check(values)
 
 

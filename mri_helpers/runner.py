@@ -112,6 +112,7 @@ def run_course(
                 str(target),
                 parameters=given,
                 kernel_name="python3",
+                language="python",
                 cwd=str(notebook.parent),
                 progress_bar=False,
                 log_output=log_output,
@@ -119,7 +120,7 @@ def run_course(
         except PapermillExecutionError as error:
             first_line = (error.source or "").strip().splitlines()[:1]
             raise CourseRunError(
-                f"{notebook.name} failed in cell {error.exec_count} "
+                f"{notebook.name} failed at cell [{error.exec_count}] "
                 f"({first_line[0] if first_line else 'empty cell'!r}): "
                 f"{error.ename}: {error.evalue}\nThe executed copy with the full traceback is "
                 f"{target}."
@@ -158,3 +159,64 @@ def _write_run_manifest(run_dir: Path, parameters: dict, seconds: dict) -> None:
         "finished": datetime.now().isoformat(timespec="seconds"),
     }
     (run_dir / "run.json").write_text(json.dumps(manifest, indent=2))
+
+
+def publish(run_dir: str | os.PathLike, notebooks_dir: Path | None = None) -> list[Path]:
+    """Copy the executed notebooks of a finished `course` run over the committed ones.
+
+    The committed notebooks then show real results to a learner browsing the repository. The
+    papermill injected-parameters cell and papermill metadata are dropped and execution counts
+    renumbered 1..N; every other cell must still match the committed source (no stale runs).
+    """
+    import nbformat
+
+    run_dir = Path(run_dir)
+    manifest = run_dir / "run.json"
+    if not manifest.is_file():
+        raise CourseRunError(f"{run_dir} is not a finished run (no run.json); run it first.")
+    parameters = json.loads(manifest.read_text())["parameters"]
+    profile = parameters["PROFILE"]
+    if parameters["DATA"] == PHANTOM:
+        raise CourseRunError(
+            f"{run_dir} ran on the phantom; committed notebooks show the course data. Put the "
+            "zip into data/ (or set MRI_DATA) and run again."
+        )
+    if profile != "course":
+        raise CourseRunError(
+            f"{run_dir} is a {profile!r} run; committed notebooks carry the 'course' profile's "
+            "outputs. Run `mri-course run --profile course` and publish that."
+        )
+    published = []
+    for committed_path in course_notebooks(notebooks_dir):
+        executed_path = run_dir / committed_path.name
+        if not executed_path.is_file():
+            raise CourseRunError(f"{executed_path} is missing; the run did not finish.")
+        executed = nbformat.read(executed_path, as_version=4)
+        committed = nbformat.read(committed_path, as_version=4)
+        executed.cells = [
+            c for c in executed.cells if "injected-parameters" not in c.metadata.get("tags", [])
+        ]
+        if [c.source for c in executed.cells] != [c.source for c in committed.cells]:
+            raise CourseRunError(
+                f"{executed_path} was run from a different version of {committed_path.name}; "
+                "run the course again, then publish."
+            )
+        _strip_run_metadata(executed)
+        nbformat.write(executed, committed_path)
+        published.append(committed_path)
+    return published
+
+
+def _strip_run_metadata(notebook) -> None:
+    notebook.metadata.pop("papermill", None)
+    count = 0
+    for cell in notebook.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+        if cell.cell_type != "code":
+            continue
+        count += 1
+        cell.execution_count = count
+        for output in cell.get("outputs", []):
+            if "execution_count" in output:
+                output["execution_count"] = count

@@ -13,7 +13,11 @@ import os
 from pathlib import Path
 
 import numpy as np
-import tensorflow_datasets as tfds
+
+from ._tf import _stderr_muted
+
+with _stderr_muted():
+    import tensorflow_datasets as tfds
 
 from .data import COURSE_ZIP_NAME, MODALITIES, DataError, find_data, read_course_data
 
@@ -30,6 +34,11 @@ class MriT1T2(tfds.core.GeneratorBasedBuilder):
     Tr1/TrainT1/*.png as split "t1" and Tr2/TrainT2/*.png as split "t2".
     """
 
+    def __init__(self, *, source: str | os.PathLike | None = None, **kwargs):
+        """`source`: the zip or folder to read; None reads the manual folder."""
+        super().__init__(**kwargs)
+        self._source = None if source is None else Path(source)
+
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
             description="Unpaired T1-weighted and T2-weighted axial brain MRI slices.",
@@ -44,7 +53,7 @@ class MriT1T2(tfds.core.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-        source = _find_in_manual_dir(Path(dl_manager.manual_dir))
+        source = self._source or _find_in_manual_dir(Path(dl_manager.manual_dir))
         dataset = read_course_data(source)
         return {modality: self._generate_examples(dataset[modality]) for modality in MODALITIES}
 
@@ -59,12 +68,11 @@ class MriT1T2(tfds.core.GeneratorBasedBuilder):
 
 
 def _find_in_manual_dir(manual_dir: Path) -> Path:
-    """The course zip in the manual folder, else any zip there, else the path itself."""
-    if not manual_dir.exists():
-        raise DataError(
-            f"the TFDS manual folder {manual_dir} does not exist: put {COURSE_ZIP_NAME} into "
-            "it, or call mh.tfds_dataset.builder(), which finds the zip for you."
-        )
+    """The course zip in the manual folder, else any zip there, else the folder itself.
+
+    TFDS has already checked that the folder exists and is not empty (its error quotes
+    MANUAL_DOWNLOAD_INSTRUCTIONS).
+    """
     if manual_dir.is_dir():
         zips = sorted(manual_dir.glob("*.zip"), key=lambda p: p.name != COURSE_ZIP_NAME)
         if zips:
@@ -84,8 +92,7 @@ def builder(
         raise DataError(
             f"no course zip found for TFDS (looked at $MRI_DATA and data/{COURSE_ZIP_NAME})."
         )
-    result = MriT1T2(data_dir=None if data_dir is None else str(data_dir))
-    result.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=str(source.resolve()))
-    )
+    tfds.display_progress_bar(False)
+    result = MriT1T2(source=source, data_dir=None if data_dir is None else str(data_dir))
+    result.download_and_prepare()
     return result

@@ -1,0 +1,50 @@
+# The course's two commands: `make course` runs it, `make test` tests it. Both create the
+# virtual environment and install the pinned versions first (only when something changed).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROFILE ?= course
+DATA ?= auto
+OUT ?=
+
+.PHONY: help install course test format lock notebooks clean
+
+help:
+	@echo "make course [PROFILE=smoke|course|full] [DATA=auto|phantom|PATH] [OUT=DIR]"
+	@echo "make test      install and run the whole test suite (lint, unit tests, notebooks)"
+	@echo "make lock      re-pin constraints.txt from a fresh install (maintainers)"
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	touch $@
+
+course: install
+	$(BIN)/mri-course run --profile $(PROFILE) --data $(DATA) $(if $(OUT),--out $(OUT))
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet -e ".[dev]"
+	echo '# Exact versions the course was last run and tested with (regenerate: make lock).' > constraints.txt
+	.venv-lock/bin/python -m pip freeze --exclude-editable | grep -v '^mri-helpers' >> constraints.txt
+	rm -rf .venv-lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+
+# Maintainers: refresh the outputs the committed notebooks carry, from one fresh course run.
+notebooks: install
+	rm -rf runs/publish
+	$(BIN)/mri-course run --profile course --data $(DATA) --out runs/publish
+	$(BIN)/mri-course publish runs/publish
