@@ -207,7 +207,7 @@ def read_course_data(path: str | os.PathLike) -> MRIDataset:
             f"{str(path)!r} is neither a folder nor a zip archive. Pass the course zip "
             f"({COURSE_ZIP_NAME}) or the folder it extracts to."
         )
-    return _build_dataset(str(path), entries)
+    return _build_dataset(str(path.resolve()), entries)
 
 
 # --- reading -------------------------------------------------------------------------------

@@ -7,8 +7,16 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ._tf import tf
 from .data import MODALITIES, MRIDataset, Slice, natural_key
-from .processing import brain_region, head_mask, tissue_classes
+from .processing import (
+    Geometry,
+    brain_region,
+    head_mask,
+    tissue_classes,
+    to_model_geometry,
+    to_unit_range,
+)
 
 CONTRAST_NAMES = {"t1": "T1-weighted", "t2": "T2-weighted"}
 TISSUES = ("CSF", "grey matter", "white matter")
@@ -139,5 +147,84 @@ def show_phantom(dataset: MRIDataset, index: int | None = None) -> plt.Figure:
             ax.axis("off")
         fig.colorbar(shown, ax=axes[row, 2], fraction=0.046)
     fig.suptitle(f"Phantom slice {dataset.t1[i].id}: the same anatomy in both contrasts")
+    fig.tight_layout()
+    return fig
+
+
+# --- 02_image_processing -------------------------------------------------------------------
+def show_processing_steps(s: Slice, size: int) -> plt.Figure:
+    """One slice through the steps: stored, stretched (what not to do), padded, resized, scaled."""
+    image = s.image.astype(np.float32)
+    geometry = Geometry(*image.shape)
+    top, bottom, left, right = geometry.pads
+    stretched = tf.image.resize(image[..., None], (size, size)).numpy()[..., 0]
+    padded = np.pad(image, ((top, bottom), (left, right)))
+    scaled = to_model_geometry(to_unit_range(s.image), size)
+    panels = [
+        (image, f"stored {image.shape[1]}x{image.shape[0]}", (0, 255)),
+        (stretched, f"stretched to {size}x{size} (distorted)", (0, 255)),
+        (padded, f"padded to {geometry.side}x{geometry.side}", (0, 255)),
+        (scaled, f"resized to {size}x{size}, scaled to [-1, 1]", (-1, 1)),
+    ]
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.8))
+    for ax, (panel, title, (low, high)) in zip(axes, panels, strict=True):
+        shown = ax.imshow(panel, cmap="gray", vmin=low, vmax=high)
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(shown, ax=axes[-1], fraction=0.046)
+    fig.tight_layout()
+    return fig
+
+
+def plot_intensity_scaling(dataset: MRIDataset, size: int) -> plt.Figure:
+    """Histograms of all head pixels before (0..255) and after scaling ([-1, 1]), per contrast."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
+    for modality in MODALITIES:
+        stored = np.concatenate([s.image[head_mask(s.image)] for s in dataset[modality]])
+        axes[0].hist(stored, bins=64, range=(0, 255), alpha=0.6, label=modality.upper())
+        axes[1].hist(to_unit_range(stored), bins=64, range=(-1, 1), alpha=0.6)
+    axes[0].set_title("head pixels as stored (uint8)")
+    axes[1].set_title("the same pixels as the network sees them (float32)")
+    axes[0].legend()
+    for ax in axes:
+        ax.set_yscale("log")
+    fig.tight_layout()
+    return fig
+
+
+def show_images(images: np.ndarray, titles: Sequence[str] | None = None, ncols: int = 8):
+    """A row-wise grid of (n, H, W[, 1]) images in [-1, 1]."""
+    images = np.asarray(images)
+    nrows = max(1, -(-len(images) // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 1.6, nrows * 1.75))
+    for ax in np.atleast_1d(axes).ravel():
+        ax.axis("off")
+    for i, (ax, image) in enumerate(zip(np.atleast_1d(axes).ravel(), images, strict=False)):
+        ax.imshow(np.squeeze(image), cmap="gray", vmin=-1, vmax=1)
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# --- 03_model_building ---------------------------------------------------------------------
+def show_receptive_field(image: np.ndarray, field: int, logits: np.ndarray) -> plt.Figure:
+    """A model-size input with one PatchGAN patch outlined, and the discriminator's output grid."""
+    image = np.squeeze(image)
+    fig, axes = plt.subplots(1, 2, figsize=(8.5, 4))
+    axes[0].imshow(image, cmap="gray", vmin=-1, vmax=1)
+    corner = (image.shape[0] - field) / 2
+    axes[0].add_patch(
+        plt.Rectangle((corner, corner), field, field, fill=False, edgecolor="tab:red", lw=2)
+    )
+    axes[0].set_title(f"input {image.shape[0]}x{image.shape[1]}; one patch: {field}x{field}")
+    grid = np.squeeze(logits)
+    shown = axes[1].imshow(grid, cmap="coolwarm")
+    axes[1].set_title(f"discriminator output: {grid.shape[0]}x{grid.shape[1]} logits")
+    fig.colorbar(shown, ax=axes[1], fraction=0.046)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
     fig.tight_layout()
     return fig

@@ -1,12 +1,26 @@
-"""Image processing: masks and intensity statistics (01), geometry and intensities (02)."""
+"""Image processing: masks (01), geometry, intensities, augmentation, split, tf.data (02).
+
+Every step that turns a stored slice into a network input has an exact counterpart that turns
+a network output back into a slice of the input's own size and type, so results can be saved
+and compared pixel for pixel with the originals.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 from skimage.filters import threshold_multiotsu, threshold_otsu
 
+from ._tf import tf
+from .data import MODALITIES, MRIDataset, Slice, natural_key
 
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+# --- masks and intensity classes (01_data_understanding) ----------------------------------
 def head_mask(image: np.ndarray) -> np.ndarray:
     """True inside the head: a low threshold, small gaps closed, specks dropped, holes filled.
 
@@ -42,3 +56,219 @@ def brain_region(image: np.ndarray, shrink: float = 0.25) -> np.ndarray:
         return mask
     radius = np.sqrt(mask.sum() / np.pi)
     return ndimage.binary_erosion(mask, iterations=max(1, int(shrink * radius)))
+
+
+# --- geometry (02, "Padding to a square") ------------------------------------------------
+@dataclass(frozen=True)
+class Geometry:
+    """The size of a stored slice, and how it is padded to a square for the network."""
+
+    height: int
+    width: int
+
+    @property
+    def side(self) -> int:
+        return max(self.height, self.width)
+
+    @property
+    def pads(self) -> tuple[int, int, int, int]:
+        """(top, bottom, left, right): symmetric, the odd pixel at the bottom/right."""
+        rows, cols = self.side - self.height, self.side - self.width
+        return rows // 2, rows - rows // 2, cols // 2, cols - cols // 2
+
+
+def background_value(image: np.ndarray) -> float:
+    """The value of the background: the median of the slice's outermost rows and columns."""
+    image = np.asarray(image)
+    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    return float(np.median(border))
+
+
+def to_model_geometry(image: np.ndarray, size: int) -> np.ndarray:
+    """Pad a (H, W) slice symmetrically to a square with its background value, then resize.
+
+    Explained in 02_image_processing, "Padding to a square": stretching 181x217 straight to a
+    square would squeeze the head sideways by 17%; padding keeps the anatomy's proportions.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    top, bottom, left, right = Geometry(*image.shape).pads
+    square = np.pad(image, ((top, bottom), (left, right)), constant_values=background_value(image))
+    resized = tf.image.resize(square[..., None], (size, size), antialias=True)
+    return resized.numpy()[..., 0]
+
+
+def to_original_geometry(image: np.ndarray | tf.Tensor, geometry: Geometry) -> np.ndarray:
+    """The exact inverse of `to_model_geometry`: resize to the padded square, then crop."""
+    image = np.asarray(image, dtype=np.float32)
+    square = tf.image.resize(image[..., None], (geometry.side,) * 2, antialias=True).numpy()
+    top, _, left, _ = geometry.pads
+    return square[top : top + geometry.height, left : left + geometry.width, 0]
+
+
+# --- intensities (02, "Scaling intensities") ----------------------------------------------
+def to_unit_range(image: np.ndarray) -> np.ndarray:
+    """Stored pixels to float32 in [-1, 1], the range of the generator's tanh output.
+
+    8-bit: the fixed map 0..255 -> -1..1. 16-bit: scaled by the slice's own maximum (0 stays
+    the background), since 16-bit files often hold 10- or 12-bit data; nothing is clipped.
+    """
+    image = np.asarray(image)
+    if image.dtype == np.uint8:
+        top = 255.0
+    elif image.dtype == np.uint16:
+        top = float(max(int(image.max()), 1))
+    else:
+        raise TypeError(f"expected a uint8 or uint16 slice, got {image.dtype}")
+    return (image.astype(np.float32) / top) * 2.0 - 1.0
+
+
+def from_unit_range(image: np.ndarray | tf.Tensor) -> np.ndarray:
+    """Network output in [-1, 1] back to 8-bit pixels (rounded, clipped to 0..255)."""
+    image = np.asarray(image, dtype=np.float32)
+    return np.clip(np.round((image + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def prepare(slices: Sequence[Slice], size: int) -> np.ndarray:
+    """Slices to a (n, size, size, 1) float32 array in [-1, 1]: decoded and resized once."""
+    return np.stack([to_model_geometry(to_unit_range(s.image), size) for s in slices])[..., None]
+
+
+# --- augmentation (02, "Augmentation") ----------------------------------------------------
+@dataclass(frozen=True)
+class Augmentation:
+    """Random changes of position only, never of tissue contrast.
+
+    - jitter: enlarge by up to this factor, then crop a random window back to the size
+      (the head's position and size in the frame vary from scan to scan);
+    - mirror: left-right flips (the two hemispheres look alike; no anatomy is invented);
+    - max_rotation: small in-plane rotations in degrees (heads are never perfectly straight).
+    No brightness, contrast or gamma changes: intensities *are* the signal being translated.
+    """
+
+    jitter: float = 1.12
+    mirror: bool = True
+    max_rotation: float = 5.0
+
+
+def augment(image: tf.Tensor, seed: tf.Tensor, config: Augmentation = Augmentation()) -> tf.Tensor:
+    """Augment one (S, S, 1) image in [-1, 1]; the same `seed` (shape [2]) gives the same image."""
+    size = image.shape[0]
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=3)
+    if config.max_rotation > 0:
+        angle = tf.random.stateless_uniform(
+            [], seeds[0], -config.max_rotation, config.max_rotation
+        ) * (np.pi / 180.0)
+        image = _rotate(image, angle)
+    if config.jitter > 1.0:
+        bigger = int(round(size * config.jitter))
+        image = tf.image.resize(image, (bigger, bigger))
+        image = tf.image.stateless_random_crop(image, (size, size, 1), seeds[1])
+    if config.mirror:
+        image = tf.image.stateless_random_flip_left_right(image, seeds[2])
+    return image
+
+
+def _rotate(image: tf.Tensor, angle: tf.Tensor) -> tf.Tensor:
+    """Rotate about the centre, filling with the background (-1); bilinear."""
+    size = tf.cast(tf.shape(image)[0], tf.float32)
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    centre = (size - 1.0) / 2.0
+    # Output pixel (x, y) samples input (a0 x + a1 y + a2, b0 x + b1 y + b2).
+    transform = [
+        cos, -sin, centre - cos * centre + sin * centre,
+        sin, cos, centre - sin * centre - cos * centre,
+        0.0, 0.0,
+    ]  # fmt: skip
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=image[None],
+        transforms=tf.reshape(tf.stack(transform), (1, 8)),
+        output_shape=tf.shape(image)[:2],
+        fill_value=-1.0,
+        interpolation="BILINEAR",
+        fill_mode="CONSTANT",
+    )[0]
+
+
+# --- held-out split (02, "A held-out split") ----------------------------------------------
+@dataclass(frozen=True)
+class Split:
+    """Slice ids for training and for held-out evaluation, per contrast."""
+
+    train: dict[str, list[str]]
+    test: dict[str, list[str]]
+
+
+def holdout_split(dataset: MRIDataset, fraction: float = 0.1, seed: int = 0) -> Split:
+    """Hold out `fraction` of each contrast's slices (at least one), chosen by `seed`.
+
+    For the phantom the held-out ids are the same in both contrasts (so each has its truth),
+    and the remaining slices are dealt alternately to T1 and T2 training: like the course
+    data, no slice is seen in both contrasts during training.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction={fraction} must be between 0 and 1 (e.g. 0.1).")
+    rng = np.random.default_rng(seed)
+
+    def pick(ids: list[str]) -> list[str]:
+        count = max(1, round(fraction * len(ids)))
+        if count >= len(ids):
+            raise ValueError(f"{len(ids)} slices are too few to hold {count} out and train.")
+        return sorted(rng.choice(ids, size=count, replace=False).tolist(), key=natural_key)
+
+    if dataset.is_phantom:
+        test_ids = pick(dataset.ids("t1"))
+        rest = [i for i in dataset.ids("t1") if i not in test_ids]
+        train = {"t1": rest[0::2], "t2": rest[1::2]}
+        return Split(train=train, test={m: list(test_ids) for m in MODALITIES})
+    test = {m: pick(dataset.ids(m)) for m in MODALITIES}
+    train = {m: [i for i in dataset.ids(m) if i not in test[m]] for m in MODALITIES}
+    return Split(train=train, test=test)
+
+
+def select(dataset: MRIDataset, modality: str, ids: Sequence[str]) -> list[Slice]:
+    """The slices of one contrast with the given ids, in that order."""
+    by_id = {s.id: s for s in dataset[modality]}
+    return [by_id[i] for i in ids]
+
+
+# --- tf.data pipeline (02, "A fast input pipeline") ---------------------------------------
+def image_stream(
+    images: np.ndarray,
+    batch_size: int,
+    seed: int,
+    augmentation: Augmentation | None = Augmentation(),
+) -> tf.data.Dataset:
+    """An endless, shuffled, augmented, batched stream of one contrast's prepared images.
+
+    The images are decoded and resized once (`prepare`) and cached in memory; each element's
+    augmentation seed comes from (seed, element counter), so the stream is the same on every
+    run with the same seed, however many threads map it.
+    """
+    data = tf.data.Dataset.from_tensor_slices(images.astype(np.float32)).cache()
+    data = data.shuffle(len(images), seed=seed, reshuffle_each_iteration=True).repeat()
+    if augmentation is not None:
+        counter = tf.data.Dataset.counter()
+        data = tf.data.Dataset.zip((data, counter)).map(
+            lambda image, i: augment(image, tf.stack([tf.cast(seed, tf.int64), i]), augmentation),
+            num_parallel_calls=AUTOTUNE,
+            deterministic=True,
+        )
+    return data.batch(batch_size, drop_remainder=True)
+
+
+def training_pipeline(
+    t1_images: np.ndarray,
+    t2_images: np.ndarray,
+    batch_size: int = 1,
+    seed: int = 0,
+    augmentation: Augmentation | None = Augmentation(),
+) -> tf.data.Dataset:
+    """The two unpaired streams zipped: each element is (T1 batch, T2 batch), never a pair."""
+    t1 = image_stream(t1_images, batch_size, seed, augmentation)
+    t2 = image_stream(t2_images, batch_size, seed + 1, augmentation)
+    return tf.data.Dataset.zip((t1, t2)).prefetch(AUTOTUNE)
+
+
+def steps_per_epoch(t1_count: int, t2_count: int, batch_size: int) -> int:
+    """One epoch shows every slice of the larger set once."""
+    return max(1, max(t1_count, t2_count) // batch_size)

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 PROFILES = ("smoke", "course", "full")
+NETWORKS = ("tiny", "compact", "tutorial")  # the named configurations in mri_helpers.models
 
 
 class ParameterError(ValueError):
@@ -66,6 +67,11 @@ SPECS: dict[str, Spec] = {
     "RUN_DIR": Spec(str, "folder for this run's artefacts and manifests"),
     "SEED": Spec(int, "random seed of the whole run", low=0, high=2**31 - 1),
     "NUM_PHANTOM_SLICES": Spec(int, "slices in the phantom", low=1, high=96),
+    "IMAGE_SIZE": Spec(int, "side of the square network input, in pixels", low=32, high=1024),
+    "BATCH_SIZE": Spec(int, "images of each contrast per training step", low=1, high=256),
+    "HOLDOUT_FRACTION": Spec(float, "share of slices held out for evaluation", 0.01, 0.5),
+    "GENERATOR": Spec(str, "generator configuration", choices=NETWORKS),
+    "DISCRIMINATOR": Spec(str, "discriminator configuration", choices=NETWORKS),
 }
 
 
@@ -92,4 +98,12 @@ def check(values: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(values) - set(SPECS))
     if unknown:
         raise ParameterError(f"unknown parameter(s) {unknown}; known: {sorted(SPECS)}.")
-    return {name: SPECS[name].check(name, value) for name, value in values.items()}
+    checked = {name: SPECS[name].check(name, value) for name, value in values.items()}
+    if "IMAGE_SIZE" in checked and "GENERATOR" in checked:
+        from .models import ModelConfigError, check_image_size, generator_config
+
+        try:
+            check_image_size(checked["IMAGE_SIZE"], generator_config(checked["GENERATOR"]).depth)
+        except ModelConfigError as error:
+            raise ParameterError(f"IMAGE_SIZE={checked['IMAGE_SIZE']}: {error}") from None
+    return checked

@@ -42,3 +42,17 @@ def test_bad_parameters_are_refused(profile, overrides, message) -> None:
 
 def test_whole_floats_become_ints() -> None:
     assert profiles.resolve("smoke", SEED=3.0)["SEED"] == 3
+
+
+def test_image_size_must_suit_the_generator() -> None:
+    with pytest.raises(profiles.ParameterError, match=r"IMAGE_SIZE=100: .*multiple of 2\*\*7"):
+        profiles.resolve("course", IMAGE_SIZE=100)
+    with pytest.raises(profiles.ParameterError, match="GENERATOR='huge' is not allowed"):
+        profiles.resolve("course", GENERATOR="huge")
+    assert profiles.resolve("full", IMAGE_SIZE=512)["IMAGE_SIZE"] == 512
+
+
+def test_network_names_match_the_models_module() -> None:
+    from mri_helpers import models
+
+    assert set(profiles.NETWORKS) == set(models.GENERATORS) == set(models.DISCRIMINATORS)

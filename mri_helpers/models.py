@@ -1,0 +1,211 @@
+"""The CycleGAN's networks (explained in 03_model_building).
+
+Generator: the modified U-Net of pix2pix and the TensorFlow CycleGAN tutorial. Stride-2 4x4
+convolutions halve the image `depth` times (no normalisation on the first), transposed
+convolutions double it back, and skip connections hand every scale's detail straight to the
+decoder; tanh keeps the output in [-1, 1]. Discriminator: a PatchGAN, whose every output pixel
+judges one patch of the input (its receptive field) as real or generated.
+
+Instance normalisation is `keras.layers.GroupNormalization(groups=-1)`: one group per channel
+is exactly instance norm, and it is a core Keras layer, so saved `.keras` models reload in
+safe mode without custom objects.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._tf import keras
+
+INIT_STDDEV = 0.02  # weights ~ N(0, 0.02), as in pix2pix and the CycleGAN paper
+
+
+class ModelConfigError(ValueError):
+    """A network configuration or image size that cannot work; the message says why."""
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """U-Net widths: `filters[i]` channels after the i-th down-block; depth = len(filters)."""
+
+    filters: tuple[int, ...]
+    dropout_blocks: int = 3  # the first up-blocks use dropout (pix2pix's noise source)
+    dropout_rate: float = 0.5
+
+    @property
+    def depth(self) -> int:
+        return len(self.filters)
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    """PatchGAN widths: stride-2 blocks for all but the last entry, then a stride-1 block."""
+
+    filters: tuple[int, ...]
+
+
+GENERATORS = {
+    # For CI and quick checks only: trains in seconds, learns little.
+    "tiny": GeneratorConfig((16, 32, 64, 64, 64, 64)),
+    # The TensorFlow CycleGAN tutorial's U-Net: 8 levels, 54,408,833 parameters at 1 channel.
+    "tutorial": GeneratorConfig((64, 128, 256, 512, 512, 512, 512, 512)),
+    # Sized for a 2-core CPU at 128x128 (see the README's performance section).
+    "compact": GeneratorConfig((32, 64, 128, 256, 256, 256, 256)),
+}
+DISCRIMINATORS = {
+    "tiny": DiscriminatorConfig((16, 32, 64, 64)),
+    "tutorial": DiscriminatorConfig((64, 128, 256, 512)),  # 70x70 patches, 2,763,521 params
+    "compact": DiscriminatorConfig((32, 64, 128, 256)),
+}
+
+
+def generator_config(name_or_config: str | GeneratorConfig) -> GeneratorConfig:
+    """A named generator configuration ("tutorial", "compact") or the config itself."""
+    return _named(name_or_config, GENERATORS, "generator")
+
+
+def discriminator_config(name_or_config: str | DiscriminatorConfig) -> DiscriminatorConfig:
+    """A named discriminator configuration ("tutorial", "compact") or the config itself."""
+    return _named(name_or_config, DISCRIMINATORS, "discriminator")
+
+
+def _named(value, table: dict, what: str):
+    if not isinstance(value, str):
+        return value
+    if value not in table:
+        raise ModelConfigError(f"unknown {what} configuration {value!r}; use one of {list(table)}")
+    return table[value]
+
+
+def check_image_size(image_size: int, depth: int) -> None:
+    """The U-Net halves the image `depth` times, so the size must divide by 2**depth."""
+    step = 2**depth
+    if image_size < step or image_size % step:
+        nearby = sorted({max(step, image_size // step * step), (image_size // step + 1) * step})
+        raise ModelConfigError(
+            f"image size {image_size} does not work with a {depth}-level network: it must be a "
+            f"multiple of 2**{depth} = {step} (e.g. {' or '.join(map(str, nearby))}), or use "
+            "fewer levels."
+        )
+
+
+def _init() -> keras.initializers.Initializer:
+    return keras.initializers.RandomNormal(0.0, INIT_STDDEV)
+
+
+def instance_norm(name: str | None = None) -> keras.layers.Layer:
+    """Instance normalisation: GroupNormalization with one group per channel."""
+    return keras.layers.GroupNormalization(groups=-1, epsilon=1e-5, name=name)
+
+
+def down_block(filters: int, normalize: bool = True, name: str = "down") -> keras.Sequential:
+    """Conv 4x4 stride 2 -> instance norm -> LeakyReLU(0.2): half the size, more channels."""
+    layers = [
+        keras.layers.Conv2D(
+            filters, 4, strides=2, padding="same", kernel_initializer=_init(), use_bias=False
+        )
+    ]
+    if normalize:
+        layers.append(instance_norm())
+    layers.append(keras.layers.LeakyReLU(0.2))
+    return keras.Sequential(layers, name=name)
+
+
+def up_block(filters: int, dropout: float = 0.0, name: str = "up") -> keras.Sequential:
+    """Transposed conv 4x4 stride 2 -> instance norm -> [dropout] -> ReLU: double the size."""
+    layers = [
+        keras.layers.Conv2DTranspose(
+            filters, 4, strides=2, padding="same", kernel_initializer=_init(), use_bias=False
+        ),
+        instance_norm(),
+    ]
+    if dropout:
+        layers.append(keras.layers.Dropout(dropout))
+    layers.append(keras.layers.ReLU())
+    return keras.Sequential(layers, name=name)
+
+
+def unet_generator(
+    config: str | GeneratorConfig = "compact",
+    image_size: int = 128,
+    channels: int = 1,
+    name: str = "generator",
+) -> keras.Model:
+    """The U-Net generator: (size, size, channels) in [-1, 1] -> the same shape in [-1, 1]."""
+    config = generator_config(config)
+    check_image_size(image_size, config.depth)
+    inputs = keras.Input((image_size, image_size, channels), name="image")
+    x, skips = inputs, []
+    for i, filters in enumerate(config.filters):
+        x = down_block(filters, normalize=i > 0, name=f"down{i + 1}")(x)
+        skips.append(x)
+    for i, (filters, skip) in enumerate(zip(config.filters[-2::-1], skips[-2::-1], strict=True)):
+        dropout = config.dropout_rate if i < config.dropout_blocks else 0.0
+        x = up_block(filters, dropout, name=f"up{i + 1}")(x)
+        x = keras.layers.Concatenate(name=f"skip{i + 1}")([x, skip])
+    x = keras.layers.Conv2DTranspose(
+        channels, 4, strides=2, padding="same", kernel_initializer=_init(), name="to_image"
+    )(x)
+    outputs = keras.layers.Activation("tanh", dtype="float32", name="tanh")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def patchgan_discriminator(
+    config: str | DiscriminatorConfig = "compact",
+    image_size: int = 128,
+    channels: int = 1,
+    name: str = "discriminator",
+) -> keras.Model:
+    """PatchGAN: an image -> a grid of logits, one per overlapping patch (real > 0 > fake)."""
+    config = discriminator_config(config)
+    *strided, last = config.filters
+    check_image_size(image_size, len(strided))
+    inputs = keras.Input((image_size, image_size, channels), name="image")
+    x = inputs
+    for i, filters in enumerate(strided):
+        x = down_block(filters, normalize=i > 0, name=f"down{i + 1}")(x)
+    x = keras.layers.ZeroPadding2D(name="pad1")(x)
+    x = keras.layers.Conv2D(last, 4, kernel_initializer=_init(), use_bias=False, name="conv")(x)
+    x = instance_norm(name="norm")(x)
+    x = keras.layers.LeakyReLU(0.2, name="leaky")(x)
+    x = keras.layers.ZeroPadding2D(name="pad2")(x)
+    x = keras.layers.Conv2D(1, 4, kernel_initializer=_init(), name="patch_logits")(x)
+    outputs = keras.layers.Activation("linear", dtype="float32", name="logits")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def receptive_field(config: str | DiscriminatorConfig = "compact") -> int:
+    """How many input pixels across one PatchGAN output sees: 70 for the tutorial's layout."""
+    config = discriminator_config(config)
+    strides = [2] * (len(config.filters) - 1) + [1, 1]  # the strided blocks, conv, patch_logits
+    field, jump = 1, 1
+    for stride in strides:
+        field += (4 - 1) * jump
+        jump *= stride
+    return field
+
+
+class ModelFileError(ValueError):
+    """A model file that is missing, not a Keras model, or refused because it carries code."""
+
+
+def load_model(path: str | os.PathLike) -> keras.Model:
+    """Load a `.keras` model in Keras's safe mode: a file that carries code is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"no model file at {path}; pass the .keras file a run exported.")
+    try:
+        return keras.models.load_model(path, safe_mode=True)
+    except ValueError as error:
+        if "safe_mode" in str(error) or "lambda" in str(error).lower():
+            raise ModelFileError(
+                f"{path} was refused: it carries executable code (e.g. a Lambda layer), which "
+                "safe loading never runs. Use a model exported by this course."
+            ) from None
+        raise ModelFileError(f"{path} is not a usable Keras model: {error}") from None
+    except (OSError, KeyError, TypeError) as error:  # not a zip, missing config, ...
+        raise ModelFileError(
+            f"{path} is not a Keras model file ({type(error).__name__}: {error})."
+        ) from None
