@@ -16,8 +16,6 @@ from .data import (  # noqa: E402
     AUTO,
     MODALITIES,
     PHANTOM,
-    DataError,
-    DataProblems,
     MRIDataset,
     Slice,
     describe,
@@ -25,14 +23,26 @@ from .data import (  # noqa: E402
     load_dataset,
     summarize,
 )
+from .errors import (  # noqa: E402
+    CourseError,
+    DataError,
+    DataProblems,
+    ModelConfigError,
+    ModelFileError,
+    ParameterError,
+)
 
 __version__ = "0.1.0"
 __all__ = [
     "AUTO",
+    "CourseError",
     "MODALITIES",
     "PHANTOM",
     "DataError",
     "DataProblems",
+    "ModelConfigError",
+    "ModelFileError",
+    "ParameterError",
     "MRIDataset",
     "Slice",
     "describe",
@@ -43,13 +53,18 @@ __all__ = [
 ]
 
 _LAZY_MODULES = {
+    "evaluation",
+    "export",
+    "losses",
     "manifest",
+    "models",
     "phantom",
     "plotting",
     "processing",
     "profiles",
     "runner",
     "tfds_dataset",
+    "training",
 }
 
 

@@ -7,7 +7,8 @@ import sys
 from collections.abc import Sequence
 
 from . import profiles
-from .data import AUTO, PHANTOM, DataError, describe, find_data, load_dataset
+from .data import AUTO, PHANTOM, describe, find_data, load_dataset
+from .errors import CourseError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +42,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out")
     run.add_argument("--log-output", action="store_true", help="stream the notebooks' output")
 
+    translate = commands.add_parser(
+        "translate", help="translate PNG slices with an exported generator"
+    )
+    translate.add_argument("--model", required=True, help="export folder, e.g. RUN/models")
+    translate.add_argument("--direction", required=True, choices=["t1-to-t2", "t2-to-t1"])
+    translate.add_argument("inputs", nargs="+", metavar="INPUT", help="PNG files or folders")
+    translate.add_argument("--out", required=True, help="folder for the translated PNGs")
+
+    evaluate = commands.add_parser(
+        "evaluate", help="measure exported generators on held-out slices; write JSON"
+    )
+    evaluate.add_argument("--model", required=True, help="a run's models folder (both ways)")
+    evaluate.add_argument(
+        "--data", default="course", help='"course" (the zip, found as usual), "phantom", or a path'
+    )
+    evaluate.add_argument("--json", required=True, help="where to write the metrics")
+
     publish = commands.add_parser(
         "publish", help="copy a finished course run's executed notebooks over notebooks/"
     )
@@ -57,7 +75,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run(args)
         if args.command == "publish":
             return publish(args.run_dir)
-    except (DataError, profiles.ParameterError) as error:
+        if args.command == "translate":
+            return translate(args)
+        if args.command == "evaluate":
+            return evaluate(args)
+    except CourseError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 1
@@ -80,7 +102,7 @@ def check_data(path: str | None) -> int:
 def run(args: argparse.Namespace) -> int:
     import yaml
 
-    from .runner import CourseRunError, run_course
+    from .runner import run_course
 
     overrides = {}
     for item in args.set:
@@ -88,33 +110,46 @@ def run(args: argparse.Namespace) -> int:
         if not sep:
             raise profiles.ParameterError(f"--set {item!r} must look like NAME=VALUE.")
         overrides[name.strip()] = yaml.safe_load(value)
-    try:
-        result = run_course(
-            args.profile,
-            args.data,
-            args.out,
-            overwrite=args.overwrite,
-            seed=args.seed,
-            overrides=overrides,
-            log_output=args.log_output,
-        )
-    except CourseRunError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    result = run_course(
+        args.profile,
+        args.data,
+        args.out,
+        overwrite=args.overwrite,
+        seed=args.seed,
+        overrides=overrides,
+        log_output=args.log_output,
+    )
     print(f"Finished in {sum(result.seconds.values()):.0f} s; results in {result.run_dir}")
     return 0
 
 
+def translate(args: argparse.Namespace) -> int:
+    from .export import translate_files
+
+    written = translate_files(args.model, args.direction, args.inputs, args.out)
+    print(f"translated {len(written)} slice(s) {args.direction} into {args.out}")
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from .evaluation import evaluate_export
+
+    metrics = evaluate_export(args.model, args.data)
+    Path(args.json).write_text(json.dumps(metrics, indent=2))
+    for line in metrics["summary"]:
+        print(line)
+    print(f"wrote {args.json}")
+    return 0
+
+
 def publish(run_dir: str) -> int:
-    from .runner import CourseRunError
     from .runner import publish as publish_run
 
-    try:
-        for path in publish_run(run_dir):
-            print(f"published {path}")
-    except CourseRunError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    for path in publish_run(run_dir):
+        print(f"published {path}")
     return 0
 
 

@@ -24,6 +24,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
+from .errors import DataError, DataProblems
+
 MODALITIES = ("t1", "t2")
 COURSE_ZIP_NAME = "MRI+T1_T2+Dataset.zip"
 COURSE_SHAPE = (217, 181)  # (height, width) of every course slice
@@ -43,22 +45,6 @@ MODALITY_FOLDERS = {
 MAX_PIXELS = 40_000_000
 MAX_SIDE = 1024
 MAX_FILE_BYTES = 64 * 2**20
-
-
-class DataError(ValueError):
-    """The data cannot be used as given; the message says what is wrong and how to fix it."""
-
-
-class DataProblems(DataError):
-    """Several files are unreadable; `problems` lists every one of them."""
-
-    def __init__(self, source: str, problems: list[str]):
-        self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(
-            f"{len(problems)} problem(s) in {source}:\n{lines}\n"
-            "Fix or remove these files (the others are fine) and try again."
-        )
 
 
 @dataclass(frozen=True)

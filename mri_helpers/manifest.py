@@ -12,9 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-
-class MissingManifestError(FileNotFoundError):
-    """A notebook needs the output of an earlier one that has not run in this run folder."""
+from .errors import MissingManifestError
 
 
 def write(run_dir: str | os.PathLike, name: str, content: dict[str, Any]) -> Path:

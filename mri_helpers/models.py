@@ -18,12 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._tf import keras
+from .errors import ModelConfigError, ModelFileError
 
 INIT_STDDEV = 0.02  # weights ~ N(0, 0.02), as in pix2pix and the CycleGAN paper
-
-
-class ModelConfigError(ValueError):
-    """A network configuration or image size that cannot work; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -185,10 +182,6 @@ def receptive_field(config: str | DiscriminatorConfig = "compact") -> int:
         field += (4 - 1) * jump
         jump *= stride
     return field
-
-
-class ModelFileError(ValueError):
-    """A model file that is missing, not a Keras model, or refused because it carries code."""
 
 
 def load_model(path: str | os.PathLike) -> keras.Model:

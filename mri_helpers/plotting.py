@@ -228,3 +228,67 @@ def show_receptive_field(image: np.ndarray, field: int, logits: np.ndarray) -> p
         ax.set_yticks([])
     fig.tight_layout()
     return fig
+
+
+# --- 04_training -----------------------------------------------------------------------------
+def plot_schedule(schedule, total_steps: int) -> plt.Figure:
+    """The learning rate over the run's steps."""
+    steps = np.arange(total_steps + 1)
+    fig, ax = plt.subplots(figsize=(6, 2.6))
+    ax.plot(steps, [float(schedule(s)) for s in steps])
+    ax.set_xlabel("training step")
+    ax.set_ylabel("learning rate")
+    ax.set_title("constant, then linear decay to 0")
+    fig.tight_layout()
+    return fig
+
+
+def plot_losses(history_csv) -> plt.Figure:
+    """The six losses per epoch, from the run's history.csv (resumed runs included)."""
+    import csv
+
+    with open(history_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
+    groups = [
+        (("g_t1_to_t2", "f_t2_to_t1"), "generators (total)"),
+        (("d_t2", "d_t1"), "discriminators"),
+        (("cycle", "identity"), "cycle and identity"),
+    ]
+    for ax, (names, title) in zip(axes, groups, strict=True):
+        for name in names:
+            ax.plot(epochs, [float(r[name]) for r in rows], marker=".", label=name)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def show_sample_epochs(samples_dir, epochs: Sequence[int]) -> plt.Figure:
+    """Saved sample grids (rows: T1, G(T1), T2, F(T2)) at chosen epochs, side by side."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    paths = [Path(samples_dir) / f"epoch_{e:03d}.png" for e in epochs]
+    fig, axes = plt.subplots(1, len(paths), figsize=(4.2 * len(paths), 4.6))
+    for ax, path, epoch in zip(np.atleast_1d(axes), paths, epochs, strict=True):
+        ax.imshow(np.asarray(Image.open(path)), cmap="gray", vmin=0, vmax=255)
+        ax.set_title(f"after epoch {epoch}")
+        ax.axis("off")
+    fig.suptitle("rows: held-out T1, G(T1) = T2 from T1, held-out T2, F(T2) = T1 from T2")
+    fig.tight_layout()
+    return fig
+
+
+def show_comparison(images: Sequence[np.ndarray], titles: Sequence[str]) -> plt.Figure:
+    """Slices at their own geometry (0..255) side by side."""
+    fig, axes = plt.subplots(1, len(images), figsize=(2.6 * len(images), 3.4))
+    for ax, image, title in zip(np.atleast_1d(axes), images, titles, strict=True):
+        ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    return fig

@@ -14,12 +14,10 @@ from typing import Any
 
 import yaml
 
+from .errors import ParameterError
+
 PROFILES = ("smoke", "course", "full")
 NETWORKS = ("tiny", "compact", "tutorial")  # the named configurations in mri_helpers.models
-
-
-class ParameterError(ValueError):
-    """A notebook or command-line parameter is out of range or of the wrong type."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +70,15 @@ SPECS: dict[str, Spec] = {
     "HOLDOUT_FRACTION": Spec(float, "share of slices held out for evaluation", 0.01, 0.5),
     "GENERATOR": Spec(str, "generator configuration", choices=NETWORKS),
     "DISCRIMINATOR": Spec(str, "discriminator configuration", choices=NETWORKS),
+    "EPOCHS": Spec(int, "training epochs", low=1, high=10_000),
+    "STEPS_PER_EPOCH": Spec(int, "steps per epoch; 0: one pass over the larger set", 0, 100_000),
+    "LEARNING_RATE": Spec(float, "Adam learning rate", low=1e-7, high=1e-2),
+    "LAMBDA_CYCLE": Spec(float, "weight of the cycle-consistency loss", low=0.0, high=1000.0),
+    "IDENTITY_WEIGHT": Spec(float, "identity loss weight, share of LAMBDA_CYCLE", 0.0, 10.0),
+    "ADVERSARIAL": Spec(str, "adversarial loss", choices=("lsgan", "bce")),
+    "POOL_SIZE": Spec(int, "history pool of generated images; 0: off", low=0, high=1000),
+    "EXPORT_EVERY": Spec(int, "export the generators every N epochs", low=1, high=10_000),
+    "MIXED_PRECISION": Spec(str, "float16 compute on a GPU", choices=("auto", "on", "off")),
 }
 
 

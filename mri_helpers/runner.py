@@ -18,10 +18,7 @@ from typing import Any
 
 from . import profiles
 from .data import AUTO, PHANTOM, find_data, project_root
-
-
-class CourseRunError(RuntimeError):
-    """A batch run could not start or a notebook failed; the message names the cell and error."""
+from .errors import CourseRunError
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,257 @@
+"""Measuring translation quality honestly (explained in 04_training, "Evaluation").
+
+Everything is measured on held-out slices at the slices' own geometry (181x217), after the
+network's output has been brought back by the exact inverse of the input processing.
+
+- Phantom (paired truth): SSIM, PSNR and MAE of T1->T2 and T2->T1 against the true slice of
+  the other contrast before noise and bias, over the whole slice and inside the head, next to
+  two classical unpaired baselines computed the same way.
+- Course data (no truth): cycle consistency (T1->T2->T1 against T1, and back), whether
+  generated T2 darkens where T1 brightens in the brain (rank correlation), and how close the
+  intensity histogram of generated T2 comes to that of real T2.
+
+SSIM and PSNR are TensorFlow's (`tf.image.ssim`, `tf.image.psnr`), on the 0..255 scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats
+
+from ._tf import keras, tf
+from .data import MRIDataset, Slice
+from .processing import (
+    Geometry,
+    Split,
+    brain_region,
+    from_unit_range,
+    head_mask,
+    prepare,
+    select,
+    to_original_geometry,
+)
+
+SSIM_BORDER = 5  # tf.image.ssim's 11x11 window: its index map is 5 pixels smaller each side
+DIRECTIONS = {"t1-to-t2": ("t1", "t2"), "t2-to-t1": ("t2", "t1")}
+
+
+def translate(
+    generator: keras.Model, slices: Sequence[Slice], image_size: int, batch_size: int = 8
+) -> list[np.ndarray]:
+    """Run a generator on slices; return 8-bit images at each slice's own geometry."""
+    if not slices:
+        return []
+    inputs = prepare(slices, image_size)
+    # Direct calls, not predict(): no tf.data pipeline or retracing for a handful of slices.
+    outputs = np.concatenate(
+        [
+            np.asarray(generator(inputs[i : i + batch_size], training=False))
+            for i in range(0, len(inputs), batch_size)
+        ]
+    )
+    return [
+        from_unit_range(to_original_geometry(out[..., 0], Geometry(*s.shape)))
+        for out, s in zip(outputs, slices, strict=True)
+    ]
+
+
+def image_metrics(
+    predicted: np.ndarray, truth: np.ndarray, mask: np.ndarray | None = None
+) -> dict[str, float]:
+    """SSIM, PSNR and MAE of one 2-D image against the truth (0..255 scale); with a mask, SSIM
+    and MAE are averaged over the masked pixels only (the SSIM map is cropped to match)."""
+    a = tf.constant(np.asarray(predicted, np.float32)[None, ..., None])
+    b = tf.constant(np.asarray(truth, np.float32)[None, ..., None])
+    if mask is None:
+        return {
+            "ssim": float(tf.image.ssim(a, b, max_val=255.0)[0]),
+            "psnr": float(tf.image.psnr(a, b, max_val=255.0)[0]),
+            "mae": float(tf.reduce_mean(tf.abs(a - b))),
+        }
+    ssim_map = tf.image.ssim(a, b, max_val=255.0, return_index_map=True).numpy()[0]
+    border = SSIM_BORDER
+    inner = mask[border : mask.shape[0] - border, border : mask.shape[1] - border]
+    difference = np.abs(np.asarray(predicted, np.float32) - truth)[mask]
+    return {
+        "ssim": float(ssim_map[inner].mean()),
+        "psnr": float(10 * np.log10(255.0**2 / max(float(np.mean(difference**2)), 1e-10))),
+        "mae": float(difference.mean()),
+    }
+
+
+def mean_metrics(
+    predictions: Sequence[np.ndarray],
+    truths: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray | None] | None = None,
+) -> dict[str, float]:
+    """`image_metrics` averaged over slices."""
+    masks = masks or [None] * len(predictions)
+    rows = [image_metrics(p, t, m) for p, t, m in zip(predictions, truths, masks, strict=True)]
+    return {key: float(np.mean([row[key] for row in rows])) for key in rows[0]}
+
+
+# --- classical unpaired baselines --------------------------------------------------------
+def inversion_baseline(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The simplest T1 <-> T2 'translation': invert the grey levels inside the head."""
+    return np.where(mask, 255 - image.astype(np.int32), 0).astype(np.uint8)
+
+
+def quantile_baseline(
+    image: np.ndarray, mask: np.ndarray, target_values: np.ndarray
+) -> np.ndarray:
+    """Reversed histogram matching: the input's q-th quantile inside the head becomes the
+    target contrast's (1-q)-th quantile. The best any monotone decreasing map can do for the
+    overall histogram; it cannot move fat and CSF independently."""
+    values = image[mask].astype(np.float64)
+    ranks = stats.rankdata(values, method="average") / (len(values) + 1)
+    mapped = np.quantile(np.asarray(target_values, np.float64), 1.0 - ranks)
+    out = np.zeros(image.shape, np.float64)
+    out[mask] = mapped
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+# --- reports -----------------------------------------------------------------------------
+def phantom_report(
+    generators: dict[str, keras.Model], dataset: MRIDataset, split: Split, image_size: int
+) -> dict[str, dict]:
+    """Phantom held-out slices: model and baselines against the clean truth, both directions.
+
+    `generators` maps "t1-to-t2" and/or "t2-to-t1" to a generator. Returns, per direction,
+    {"model" | "inversion" | "quantile": {"whole": metrics, "head": metrics}}.
+    """
+    if not dataset.is_phantom:
+        raise ValueError("phantom_report needs the phantom dataset (it has the true slices)")
+    report = {}
+    for direction, generator in generators.items():
+        source, target = DIRECTIONS[direction]
+        inputs = select(dataset, source, split.test[source])
+        truths = select(dataset, target, split.test[source])  # the same slices, other contrast
+        target_values = np.concatenate(
+            [s.image[s.head_mask] for s in select(dataset, target, split.train[target])]
+        )
+        candidates = {
+            "model": translate(generator, inputs, image_size),
+            "inversion": [inversion_baseline(s.image, s.head_mask) for s in inputs],
+            "quantile": [quantile_baseline(s.image, s.head_mask, target_values) for s in inputs],
+        }
+        clean = [t.clean for t in truths]
+        report[direction] = {
+            name: {
+                "whole": mean_metrics(images, clean),
+                "head": mean_metrics(images, clean, [t.head_mask for t in truths]),
+            }
+            for name, images in candidates.items()
+        }
+    return report
+
+
+def course_report(
+    generator_g: keras.Model,
+    generator_f: keras.Model,
+    dataset: MRIDataset,
+    split: Split,
+    image_size: int,
+) -> dict[str, float]:
+    """Course held-out slices: cycle consistency both ways, T1/T2 rank correlation in the
+    brain, and the histogram distance of generated T2 to real T2 against that of T1."""
+    t1 = select(dataset, "t1", split.test["t1"])
+    t2 = select(dataset, "t2", split.test["t2"])
+    fake_t2 = translate(generator_g, t1, image_size)
+    fake_t1 = translate(generator_f, t2, image_size)
+    cycled_t1 = translate(generator_f, _as_slices(fake_t2, t1), image_size)
+    cycled_t2 = translate(generator_g, _as_slices(fake_t1, t2), image_size)
+    cycle_t1 = mean_metrics(cycled_t1, [s.image for s in t1])
+    cycle_t2 = mean_metrics(cycled_t2, [s.image for s in t2])
+
+    correlations = []
+    for s, generated in zip(t1, fake_t2, strict=True):
+        region = brain_region(s.image)
+        correlations.append(stats.spearmanr(s.image[region], generated[region]).statistic)
+    real_t2 = np.concatenate([s.image[head_mask(s.image)] for s in t2])
+    generated_t2 = np.concatenate(
+        [g[head_mask(s.image)] for s, g in zip(t1, fake_t2, strict=True)]
+    )
+    input_t1 = np.concatenate([s.image[head_mask(s.image)] for s in t1])
+    distance_generated = stats.wasserstein_distance(generated_t2, real_t2)
+    distance_input = stats.wasserstein_distance(input_t1, real_t2)
+    return {
+        "cycle_ssim_t1": cycle_t1["ssim"],
+        "cycle_psnr_t1": cycle_t1["psnr"],
+        "cycle_mae_t1": cycle_t1["mae"],
+        "cycle_ssim_t2": cycle_t2["ssim"],
+        "cycle_psnr_t2": cycle_t2["psnr"],
+        "cycle_mae_t2": cycle_t2["mae"],
+        "rank_correlation_t1_vs_generated_t2": float(np.mean(correlations)),
+        "histogram_distance_generated_t2": float(distance_generated),
+        "histogram_distance_input_t1": float(distance_input),
+        "histogram_distance_ratio": float(distance_generated / max(distance_input, 1e-9)),
+    }
+
+
+def _as_slices(images: Sequence[np.ndarray], like: Sequence[Slice]) -> list[Slice]:
+    return [Slice(s.id, s.modality, image) for image, s in zip(images, like, strict=True)]
+
+
+def evaluate_export(models_dir: str, data: str = "course") -> dict:
+    """Evaluate a run's exported generators (both directions) on held-out slices.
+
+    `data`: "course" (the zip, found as usual), "phantom", or a path. The held-out split is
+    rebuilt from the fraction and seed recorded at export, so it is the one training never saw.
+    """
+    from .data import find_data, load_dataset
+    from .errors import DataError
+    from .export import load_generator
+    from .processing import holdout_split
+
+    generator_g, config = load_generator(models_dir, "t1-to-t2")
+    generator_f, _ = load_generator(models_dir, "t2-to-t1")
+    if data == "course":
+        found = find_data()
+        if found is None:
+            raise DataError("no course data found for --data course; set MRI_DATA or use data/.")
+        dataset = load_dataset(found)
+    else:
+        dataset = load_dataset(data, num_slices=config.get("num_phantom_slices", 48))
+    split = holdout_split(dataset, config.get("holdout_fraction", 0.1), config.get("seed", 0))
+    size = config["image_size"]
+    result = {"data": dataset.source, "image_size": size, "held_out": split.test}
+    if dataset.is_phantom:
+        report = phantom_report(
+            {"t1-to-t2": generator_g, "t2-to-t1": generator_f}, dataset, split, size
+        )
+        result["phantom"] = report
+        result["summary"] = [
+            f"{direction}: SSIM {r['model']['whole']['ssim']:.3f} (whole slice), "
+            f"{r['model']['head']['ssim']:.3f} (head); best baseline "
+            f"{max(r['inversion']['whole']['ssim'], r['quantile']['whole']['ssim']):.3f}"
+            for direction, r in report.items()
+        ]
+    else:
+        report = course_report(generator_g, generator_f, dataset, split, size)
+        result["course"] = report
+        result["summary"] = [
+            f"cycle SSIM T1->T2->T1 {report['cycle_ssim_t1']:.3f}, "
+            f"T2->T1->T2 {report['cycle_ssim_t2']:.3f}",
+            f"rank correlation T1 vs generated T2 in the brain "
+            f"{report['rank_correlation_t1_vs_generated_t2']:.2f}",
+            "histogram distance to real T2: generated "
+            f"{report['histogram_distance_generated_t2']:.1f} vs input T1 "
+            f"{report['histogram_distance_input_t1']:.1f} "
+            f"(ratio {report['histogram_distance_ratio']:.2f})",
+        ]
+    return result
+
+
+def format_phantom_report(report: dict) -> str:
+    """The phantom report as a small text table: SSIM / PSNR / MAE, whole slice and head."""
+    lines = [f"{'':>10} {'':>10} {'SSIM':>6} {'PSNR':>6} {'MAE':>6}   {'SSIM in head':>12}"]
+    for direction, rows in report.items():
+        for name, values in rows.items():
+            whole, head = values["whole"], values["head"]
+            lines.append(
+                f"{direction:>10} {name:>10} {whole['ssim']:6.3f} {whole['psnr']:6.1f} "
+                f"{whole['mae']:6.1f}   {head['ssim']:12.3f}"
+            )
+    return "\n".join(lines)

@@ -1,0 +1,168 @@
+"""The CycleGAN training step, its pool and schedule, callbacks and reproducibility."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import mri_helpers as mh
+from mri_helpers import losses, models, processing, training
+from mri_helpers._tf import keras
+
+SIZE = 32
+SMALL_G = models.GeneratorConfig((8, 16, 32), dropout_blocks=0)
+SMALL_D = models.DiscriminatorConfig((8, 16, 32))
+
+
+def build(seed: int = 0, pool_size: int = 0, epochs: int = 2, steps: int = 2, g=SMALL_G):
+    mh.set_seed(seed)
+    model = training.CycleGAN(
+        models.unet_generator(g, SIZE),
+        models.unet_generator(g, SIZE),
+        models.patchgan_discriminator(SMALL_D, SIZE),
+        models.patchgan_discriminator(SMALL_D, SIZE),
+        training.TrainingConfig(epochs=epochs, steps_per_epoch=steps, pool_size=pool_size),
+        seed=seed,
+    )
+    model.compile_for_training(jit_compile=False)
+    return model
+
+
+def images(seed: int, n: int = 4) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-1, 1, (n, SIZE, SIZE, 1)).astype(np.float32)
+
+
+def test_schedule_is_constant_then_linear_to_zero() -> None:
+    schedule = training.ConstantThenLinearDecay(2e-4, decay_start=100, total_steps=200)
+    values = [float(schedule(step)) for step in (0, 50, 100, 150, 200, 250)]
+    assert values == pytest.approx([2e-4, 2e-4, 2e-4, 1e-4, 0.0, 0.0])
+    again = training.ConstantThenLinearDecay.from_config(schedule.get_config())
+    assert float(again(150)) == pytest.approx(1e-4)
+    config = training.TrainingConfig(epochs=10, steps_per_epoch=7)
+    assert (config.decay_start_step, config.total_steps) == (35, 70)
+
+
+def test_training_config_refuses_nonsense() -> None:
+    with pytest.raises(ValueError, match="epochs=0 must be at least 1"):
+        training.TrainingConfig(epochs=0, steps_per_epoch=3)
+    with pytest.raises(ValueError, match="use one of"):
+        training.TrainingConfig(epochs=1, steps_per_epoch=1, adversarial="wgan")
+
+
+def test_pool_fills_then_mixes_history_and_new_images() -> None:
+    pool = training.ImagePool(4, (2, 2, 1), seed=3)
+    batches = [np.full((2, 2, 2, 1), float(i), np.float32) for i in range(1, 9)]
+    first = pool(batches[0]).numpy()
+    np.testing.assert_array_equal(first, batches[0])  # filling: new images pass through
+    pool(batches[1])
+    assert int(pool.count.numpy()) == 4
+    returned = np.concatenate([pool(b).numpy() for b in batches[2:]])
+    values = set(returned[:, 0, 0, 0].tolist())
+    assert values <= set(range(1, 9))
+    new_values = {float(i) for i in range(3, 9)}
+    assert values & new_values and values - new_values  # both fresh and remembered images
+    np.testing.assert_array_equal(training.ImagePool(0, (2, 2, 1))(batches[0]), batches[0])
+
+
+def test_train_step_lowers_cycle_loss_and_updates_every_network() -> None:
+    model = build(epochs=1, steps=1)
+    before = [n.get_weights()[0].copy() for n in model._all_networks()]
+    x, y = images(1), images(2)
+    first = {k: float(v) for k, v in model.train_step((x, y)).items()}
+    for _ in range(15):
+        last = {k: float(v) for k, v in model.train_step((x, y)).items()}
+    assert all(np.isfinite(v) for v in first.values())
+    assert set(first) == set(training.LOSS_NAMES)
+    after = [n.get_weights()[0] for n in model._all_networks()]
+    assert all(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+    model.trackers["cycle"].reset_state()
+    assert float(model.compute_losses(x, y, training=False)["cycle"]) < first["cycle"]
+    assert int(model.network_optimizers["d_t1"].iterations.numpy()) == 16
+    assert last["cycle"] != first["cycle"]
+
+
+def test_batched_calls_give_the_tutorials_losses() -> None:
+    """The speed-up (one call per network on several images) keeps the mathematics."""
+    model = build(pool_size=0)
+    x, y = images(3, 2), images(4, 2)
+    ours = {k: float(v) for k, v in model.compute_losses(x, y, training=False).items()}
+    g, f = model.generator_g, model.generator_f
+    d_t2, d_t1 = model.discriminator_t2, model.discriminator_t1
+    fake_y, fake_x = g(x), f(y)
+    cycle = losses.cycle_loss(x, f(fake_y)) + losses.cycle_loss(y, g(fake_x))
+    reference = {
+        "g_t1_to_t2": losses.generator_adversarial_loss(d_t2(fake_y))
+        + cycle
+        + losses.identity_loss(y, g(y)),
+        "f_t2_to_t1": losses.generator_adversarial_loss(d_t1(fake_x))
+        + cycle
+        + losses.identity_loss(x, f(x)),
+        "d_t2": losses.discriminator_loss(d_t2(y), d_t2(fake_y)),
+        "d_t1": losses.discriminator_loss(d_t1(x), d_t1(fake_x)),
+        "cycle": cycle,
+    }
+    for name, value in reference.items():
+        assert ours[name] == pytest.approx(float(value), rel=1e-5), name
+
+
+def fit_once(seed: int) -> tuple[dict, np.ndarray]:
+    model = build(seed=seed, pool_size=4, g=models.GeneratorConfig((8, 16, 32)))
+    data = processing.training_pipeline(images(10, 6), images(11, 6), batch_size=2, seed=seed)
+    history = model.fit(data, epochs=2, steps_per_epoch=2, verbose=0, shuffle=False)
+    return history.history, model.generator_g(images(12, 2), training=False).numpy()
+
+
+def test_same_seed_same_run_other_seed_other_run() -> None:
+    history_a, out_a = fit_once(5)
+    history_b, out_b = fit_once(5)
+    history_c, out_c = fit_once(6)
+    assert history_a == history_b
+    np.testing.assert_array_equal(out_a, out_b)
+    assert history_a != history_c and not np.array_equal(out_a, out_c)
+
+
+class PoisonAfter(keras.callbacks.Callback):
+    """Turns the inputs' weights to NaN after a number of batches, as a diverging run would."""
+
+    def __init__(self, batches: int):
+        super().__init__()
+        self.batches, self.seen = batches, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.batches:
+            layer = self.model.generator_g.layers[1]
+            layer.set_weights([np.full_like(w, np.nan) for w in layer.get_weights()])
+
+
+def test_nan_stops_training_names_the_loss_and_keeps_good_weights(capsys) -> None:
+    model = build(epochs=3, steps=2)
+    data = processing.training_pipeline(images(20, 4), images(21, 4), batch_size=2, seed=0)
+    guard = training.StopOnNonFinite()
+    model.fit(
+        data, epochs=3, steps_per_epoch=2, verbose=0, shuffle=False,
+        callbacks=[PoisonAfter(3), guard],
+    )  # fmt: skip
+    assert "became nan at epoch 2, step 2" in guard.message
+    assert "weights are those after epoch 1" in guard.message
+    assert "g_t1_to_t2" in guard.message or "cycle" in guard.message
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    assert "training stopped" in capsys.readouterr().out
+
+
+def test_two_replicas_train_like_one_device() -> None:
+    """MirroredStrategy on two logical CPUs gives the weights of one device, same batch."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).with_name("distributed_step.py")
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    words = done.stdout.split()
+    difference = float(words[words.index("max_difference") + 1])
+    moved = float(words[words.index("moved") + 1])
+    assert moved > 1e-5  # the step changed the weights ...
+    assert difference < 1e-5  # ... identically with two replicas
