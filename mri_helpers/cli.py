@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="override one notebook parameter (YAML value), e.g. --set SEED=7",
     )
     run.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out")
+    run.add_argument("--resume", action="store_true", help="finish the interrupted run in --out")
     run.add_argument("--log-output", action="store_true", help="stream the notebooks' output")
 
     translate = commands.add_parser(
@@ -102,7 +103,14 @@ def check_data(path: str | None) -> int:
 def run(args: argparse.Namespace) -> int:
     import yaml
 
-    from .runner import run_course
+    from .runner import resume_course, run_course
+
+    if args.resume:
+        if not args.out:
+            raise profiles.ParameterError("--resume needs --out, the folder of the run.")
+        result = resume_course(args.out, log_output=args.log_output)
+        print(f"Finished; results in {result.run_dir}")
+        return 0
 
     overrides = {}
     for item in args.set:

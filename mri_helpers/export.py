@@ -48,6 +48,8 @@ def export_generator(
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
     final = models_dir / direction
+    for stale in models_dir.glob(f".{direction}.*"):  # left by a run killed while exporting
+        shutil.rmtree(stale, ignore_errors=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{direction}.", dir=models_dir))
     try:
         generator.save(partial / GENERATOR_FILE)

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import MissingManifestError
+from .errors import CourseError, MissingManifestError
 
 
 def write(run_dir: str | os.PathLike, name: str, content: dict[str, Any]) -> Path:
@@ -21,8 +21,15 @@ def write(run_dir: str | os.PathLike, name: str, content: dict[str, Any]) -> Pat
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{name}.json"
     partial = target.with_suffix(".json.partial")
-    partial.write_text(json.dumps(content, indent=2, sort_keys=True, default=str))
-    os.replace(partial, target)
+    try:
+        partial.write_text(json.dumps(content, indent=2, sort_keys=True, default=str))
+        os.replace(partial, target)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise CourseError(
+            f"cannot write {target}: {error.strerror}. Choose a writable RUN_DIR or free some "
+            "space, then run the notebook again."
+        ) from None
     return target
 
 

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import profiles
+from . import manifest, profiles
 from .data import AUTO, PHANTOM, find_data, project_root
 from .errors import CourseRunError
 
@@ -51,6 +51,12 @@ def new_run_dir(out: str | os.PathLike | None, profile: str, overwrite: bool) ->
     run_dir = Path(out).expanduser().resolve()
     if run_dir.exists() and not run_dir.is_dir():
         raise CourseRunError(f"{run_dir} exists and is not a folder; choose another --out.")
+    unfinished = (run_dir / f"{PROGRESS}.json").is_file() and not (run_dir / "run.json").exists()
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not overwrite and unfinished:
+        raise CourseRunError(
+            f"{run_dir} holds an interrupted run; continue it with "
+            f"`mri-course run --resume --out {run_dir}`, or start again with --overwrite."
+        )
     if run_dir.is_dir() and any(run_dir.iterdir()) and not overwrite:
         raise CourseRunError(
             f"{run_dir} already holds an earlier run; choose another --out or pass --overwrite."
@@ -79,9 +85,6 @@ def run_course(
     log_output: bool = False,
 ) -> RunResult:
     """Execute every course notebook in order into a new run folder."""
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
-
     overrides = dict(overrides or {})
     if seed is not None:
         overrides["SEED"] = seed
@@ -90,17 +93,59 @@ def run_course(
     parameters["DATA"] = _resolve_data(data)
     run_dir = new_run_dir(out, profile, overwrite)
     parameters["RUN_DIR"] = str(run_dir)
+    return _execute(notebooks, parameters, run_dir, {}, log_output)
+
+
+def resume_course(
+    out: str | os.PathLike, notebooks_dir: Path | None = None, log_output: bool = False
+) -> RunResult:
+    """Finish an interrupted run in its folder, with its parameters.
+
+    Notebooks that finished are not run again; the interrupted one runs again, and its
+    training continues from the last checkpoint (04_training's BackupAndRestore).
+    """
+    run_dir = Path(out).expanduser().resolve()
+    if (run_dir / "run.json").is_file():
+        raise CourseRunError(f"{run_dir} holds a finished run; there is nothing to resume.")
+    if not (run_dir / f"{PROGRESS}.json").is_file():
+        raise CourseRunError(
+            f"{run_dir} holds no interrupted course run ({PROGRESS}.json is missing); "
+            "start a new run instead."
+        )
+    progress = manifest.read(run_dir, PROGRESS)
+    print(f"Resuming the run in {run_dir}; finished before: {sorted(progress['done']) or 'none'}")
+    return _execute(
+        course_notebooks(notebooks_dir), progress["parameters"], run_dir, progress["done"],
+        log_output,
+    )  # fmt: skip
+
+
+PROGRESS = "progress"  # <run>/progress.json: parameters and finished notebooks
+
+
+def _execute(
+    notebooks: list[Path],
+    parameters: dict[str, Any],
+    run_dir: Path,
+    done: dict[str, float],
+    log_output: bool,
+) -> RunResult:
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
     print(f"Run folder: {run_dir}")
     if parameters["DATA"] == PHANTOM:
         print("Data: the built-in phantom (no course zip found or --data phantom).")
     else:
         print(f"Data: {parameters['DATA']}")
-
-    executed, seconds = [], {}
+    seconds = dict(done)
+    manifest.write(run_dir, PROGRESS, {"parameters": parameters, "done": seconds})
     for notebook in notebooks:
+        target = run_dir / notebook.name
+        if notebook.name in done:
+            continue
         declared = pm.inspect_notebook(str(notebook))
         given = {k: v for k, v in parameters.items() if k in declared}
-        target = run_dir / notebook.name
         print(f"Running {notebook.name} ...", flush=True)
         start = time.perf_counter()
         try:
@@ -123,9 +168,10 @@ def run_course(
                 f"{target}."
             ) from None
         seconds[notebook.name] = round(time.perf_counter() - start, 1)
+        manifest.write(run_dir, PROGRESS, {"parameters": parameters, "done": seconds})
         print(f"  done in {seconds[notebook.name]:.0f} s")
-        executed.append(target)
     _write_run_manifest(run_dir, parameters, seconds)
+    executed = [run_dir / n.name for n in notebooks]
     return RunResult(run_dir, executed, parameters, seconds)
 
 
