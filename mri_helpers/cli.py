@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import profiles
 from .data import AUTO, PHANTOM, describe, find_data, load_dataset
@@ -60,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--json", required=True, help="where to write the metrics")
 
+    bench = commands.add_parser(
+        "bench", help="benchmark against the TensorFlow tutorial's step; write JSON + Markdown"
+    )
+    bench.add_argument("--quick", action="store_true", help="fewer repetitions (~5 minutes)")
+    bench.add_argument("--out", default="benchmarks/results", help="folder for the results")
+
     publish = commands.add_parser(
         "publish", help="copy a finished course run's executed notebooks over notebooks/"
     )
@@ -80,6 +87,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return translate(args)
         if args.command == "evaluate":
             return evaluate(args)
+        if args.command == "bench":
+            from .benchmark import run as run_benchmark
+
+            results = run_benchmark(quick=args.quick, out=args.out)
+            print((Path(args.out) / "results.md").read_text())
+            return 0 if results else 1
     except CourseError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -141,7 +154,6 @@ def translate(args: argparse.Namespace) -> int:
 
 def evaluate(args: argparse.Namespace) -> int:
     import json
-    from pathlib import Path
 
     from .evaluation import evaluate_export
 

@@ -23,6 +23,7 @@ from scipy import stats
 from ._tf import keras, tf
 from .data import MRIDataset, Slice
 from .processing import (
+    Cleaning,
     Geometry,
     Split,
     brain_region,
@@ -38,12 +39,20 @@ DIRECTIONS = {"t1-to-t2": ("t1", "t2"), "t2-to-t1": ("t2", "t1")}
 
 
 def translate(
-    generator: keras.Model, slices: Sequence[Slice], image_size: int, batch_size: int = 8
+    generator: keras.Model,
+    slices: Sequence[Slice],
+    image_size: int,
+    cleaning: Cleaning | None = None,
+    batch_size: int = 8,
 ) -> list[np.ndarray]:
-    """Run a generator on slices; return 8-bit images at each slice's own geometry."""
+    """Run a generator on slices; return 8-bit images at each slice's own geometry.
+
+    With `cleaning`, inputs are cleaned as in training and, if it masks the background,
+    outputs are 0 outside the input's head too.
+    """
     if not slices:
         return []
-    inputs = prepare(slices, image_size)
+    inputs = prepare(slices, image_size, cleaning)
     # Direct calls, not predict(): no tf.data pipeline or retracing for a handful of slices.
     outputs = np.concatenate(
         [
@@ -51,10 +60,16 @@ def translate(
             for i in range(0, len(inputs), batch_size)
         ]
     )
-    return [
+    results = [
         from_unit_range(to_original_geometry(out[..., 0], Geometry(*s.shape)))
         for out, s in zip(outputs, slices, strict=True)
     ]
+    if cleaning is not None and cleaning.mask_background:
+        results = [
+            np.where(head_mask(s.image), r, 0).astype(np.uint8)
+            for r, s in zip(results, slices, strict=True)
+        ]
+    return results
 
 
 def image_metrics(
@@ -114,7 +129,12 @@ def quantile_baseline(
 
 # --- reports -----------------------------------------------------------------------------
 def phantom_report(
-    generators: dict[str, keras.Model], dataset: MRIDataset, split: Split, image_size: int
+    generators: dict[str, keras.Model],
+    dataset: MRIDataset,
+    split: Split,
+    image_size: int,
+    cleaning: Cleaning | None = None,
+    baselines: bool = True,
 ) -> dict[str, dict]:
     """Phantom held-out slices: model and baselines against the clean truth, both directions.
 
@@ -131,11 +151,12 @@ def phantom_report(
         target_values = np.concatenate(
             [s.image[s.head_mask] for s in select(dataset, target, split.train[target])]
         )
-        candidates = {
-            "model": translate(generator, inputs, image_size),
-            "inversion": [inversion_baseline(s.image, s.head_mask) for s in inputs],
-            "quantile": [quantile_baseline(s.image, s.head_mask, target_values) for s in inputs],
-        }
+        candidates = {"model": translate(generator, inputs, image_size, cleaning)}
+        if baselines:
+            candidates["inversion"] = [inversion_baseline(s.image, s.head_mask) for s in inputs]
+            candidates["quantile"] = [
+                quantile_baseline(s.image, s.head_mask, target_values) for s in inputs
+            ]
         clean = [t.clean for t in truths]
         report[direction] = {
             name: {
@@ -147,21 +168,35 @@ def phantom_report(
     return report
 
 
+def phantom_scorer(
+    dataset: MRIDataset, split: Split, image_size: int, cleaning: Cleaning | None = None
+):
+    """A function model -> {direction: held-out whole-slice SSIM}, for QualityOverTime."""
+
+    def score(model) -> dict[str, float]:
+        generators = {"t1-to-t2": model.generator_g, "t2-to-t1": model.generator_f}
+        report = phantom_report(generators, dataset, split, image_size, cleaning, False)
+        return {direction: rows["model"]["whole"]["ssim"] for direction, rows in report.items()}
+
+    return score
+
+
 def course_report(
     generator_g: keras.Model,
     generator_f: keras.Model,
     dataset: MRIDataset,
     split: Split,
     image_size: int,
+    cleaning: Cleaning | None = None,
 ) -> dict[str, float]:
     """Course held-out slices: cycle consistency both ways, T1/T2 rank correlation in the
     brain, and the histogram distance of generated T2 to real T2 against that of T1."""
     t1 = select(dataset, "t1", split.test["t1"])
     t2 = select(dataset, "t2", split.test["t2"])
-    fake_t2 = translate(generator_g, t1, image_size)
-    fake_t1 = translate(generator_f, t2, image_size)
-    cycled_t1 = translate(generator_f, _as_slices(fake_t2, t1), image_size)
-    cycled_t2 = translate(generator_g, _as_slices(fake_t1, t2), image_size)
+    fake_t2 = translate(generator_g, t1, image_size, cleaning)
+    fake_t1 = translate(generator_f, t2, image_size, cleaning)
+    cycled_t1 = translate(generator_f, _as_slices(fake_t2, t1), image_size, cleaning)
+    cycled_t2 = translate(generator_g, _as_slices(fake_t1, t2), image_size, cleaning)
     cycle_t1 = mean_metrics(cycled_t1, [s.image for s in t1])
     cycle_t2 = mean_metrics(cycled_t2, [s.image for s in t2])
 
@@ -216,10 +251,11 @@ def evaluate_export(models_dir: str, data: str = "course") -> dict:
         dataset = load_dataset(data, num_slices=config.get("num_phantom_slices", 48))
     split = holdout_split(dataset, config.get("holdout_fraction", 0.1), config.get("seed", 0))
     size = config["image_size"]
+    cleaning = Cleaning(**config["cleaning"]) if config.get("cleaning") else None
     result = {"data": dataset.source, "image_size": size, "held_out": split.test}
     if dataset.is_phantom:
         report = phantom_report(
-            {"t1-to-t2": generator_g, "t2-to-t1": generator_f}, dataset, split, size
+            {"t1-to-t2": generator_g, "t2-to-t1": generator_f}, dataset, split, size, cleaning
         )
         result["phantom"] = report
         result["summary"] = [
@@ -229,7 +265,7 @@ def evaluate_export(models_dir: str, data: str = "course") -> dict:
             for direction, r in report.items()
         ]
     else:
-        report = course_report(generator_g, generator_f, dataset, split, size)
+        report = course_report(generator_g, generator_f, dataset, split, size, cleaning)
         result["course"] = report
         result["summary"] = [
             f"cycle SSIM T1->T2->T1 {report['cycle_ssim_t1']:.3f}, "

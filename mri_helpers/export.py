@@ -28,6 +28,7 @@ from .data import Slice, decode_slice, natural_key
 from .errors import DataError, DataProblems, ModelFileError
 from .evaluation import DIRECTIONS, translate
 from .models import load_model
+from .processing import Cleaning
 
 EXPORT_FORMAT = 1
 GENERATOR_FILE = "generator.keras"
@@ -185,7 +186,9 @@ def translate_files(
     except OSError as error:
         raise DataError(f"cannot create {out_dir} ({error.strerror}).") from None
     written = []
-    for s, image in zip(slices, translate(generator, slices, config["image_size"]), strict=True):
+    cleaning = Cleaning(**config["cleaning"]) if config.get("cleaning") else None
+    outputs = translate(generator, slices, config["image_size"], cleaning)
+    for s, image in zip(slices, outputs, strict=True):
         target = out_dir / Path(s.id).name
         partial = target.with_name(f".{target.name}.partial")
         Image.fromarray(np.asarray(image, np.uint8)).save(partial, format="PNG")

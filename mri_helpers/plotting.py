@@ -292,3 +292,44 @@ def show_comparison(images: Sequence[np.ndarray], titles: Sequence[str]) -> plt.
         ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def show_cleaning(s: Slice, cleaning) -> plt.Figure:
+    """A slice before and after cleaning, and what was removed."""
+    from .processing import clean_slice, noise_sigma
+
+    cleaned = clean_slice(s.image, cleaning)
+    removed = s.image.astype(np.float32) - cleaned
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3.9))
+    panels = [
+        (s.image, f"stored (noise sigma ~ {noise_sigma(s.image):.1f})", "gray", (0, 255)),
+        (cleaned, "cleaned", "gray", (0, 255)),
+        (removed, "removed (stored - cleaned)", "coolwarm", (-20, 20)),
+    ]
+    for ax, (image, title, cmap, (low, high)) in zip(axes, panels, strict=True):
+        shown = ax.imshow(image, cmap=cmap, vmin=low, vmax=high)
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.colorbar(shown, ax=axes[-1], fraction=0.046)
+    fig.tight_layout()
+    return fig
+
+
+def plot_quality_over_time(quality_csv, target: float | None = None) -> plt.Figure:
+    """Held-out phantom SSIM against training minutes (time to quality)."""
+    import csv
+
+    with open(quality_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    minutes = [float(r["training_minutes"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for key, label in (("ssim_t1_to_t2", "T1 -> T2"), ("ssim_t2_to_t1", "T2 -> T1")):
+        ax.plot(minutes, [float(r[key]) for r in rows], marker="o", label=label)
+    if target is not None:
+        ax.axhline(target, color="grey", linestyle="--", label=f"target {target}")
+    ax.set_xlabel("training minutes (wall clock)")
+    ax.set_ylabel("held-out SSIM vs truth")
+    ax.set_ylim(0, 1)
+    ax.legend()
+    fig.tight_layout()
+    return fig

@@ -40,6 +40,8 @@ class Spec:
         is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if self.kind is float and not is_number:
             raise ParameterError(f"{name}={value!r} must be a number ({allowed}).")
+        if self.kind is bool and not isinstance(value, bool):
+            raise ParameterError(f"{name}={value!r} must be True or False.")
         if self.kind is str and not isinstance(value, str):
             raise ParameterError(f"{name}={value!r} must be a string ({allowed}).")
         if self.choices is not None and value not in self.choices:
@@ -68,6 +70,8 @@ SPECS: dict[str, Spec] = {
     "IMAGE_SIZE": Spec(int, "side of the square network input, in pixels", low=32, high=1024),
     "BATCH_SIZE": Spec(int, "images of each contrast per training step", low=1, high=256),
     "HOLDOUT_FRACTION": Spec(float, "share of slices held out for evaluation", 0.01, 0.5),
+    "DENOISE": Spec(bool, "denoise slices before the network sees them"),
+    "MASK_BACKGROUND": Spec(bool, "set everything outside the head to 0"),
     "GENERATOR": Spec(str, "generator configuration", choices=NETWORKS),
     "DISCRIMINATOR": Spec(str, "discriminator configuration", choices=NETWORKS),
     "EPOCHS": Spec(int, "training epochs", low=1, high=10_000),

@@ -393,6 +393,32 @@ class PeriodicExport(keras.callbacks.Callback):
             export_generator(generator, self.models_dir, direction, self.image_size, extra)
 
 
+class QualityOverTime(keras.callbacks.Callback):
+    """Every `every` epochs, score held-out phantom slices against their truth and record
+    (training minutes, SSIM) in `quality.csv`: the time-to-quality curve of a run."""
+
+    def __init__(self, evaluate, path: str | os.PathLike, every: int = 1):
+        super().__init__()
+        self.evaluate, self.path, self.every = evaluate, Path(path), max(1, every)
+
+    def on_train_begin(self, logs=None):
+        self.start, self.scoring_seconds = time.perf_counter(), 0.0
+        if not self.path.exists():
+            self.path.write_text("epoch,training_minutes,ssim_t1_to_t2,ssim_t2_to_t1\n")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every and epoch + 1 != self.params.get("epochs"):
+            return
+        now = time.perf_counter()
+        minutes = (now - self.start - self.scoring_seconds) / 60  # wall time, scoring excluded
+        scores = self.evaluate(self.model)
+        self.scoring_seconds += time.perf_counter() - now
+        with self.path.open("a") as f:
+            f.write(
+                f"{epoch + 1},{minutes:.2f},{scores['t1-to-t2']:.4f},{scores['t2-to-t1']:.4f}\n"
+            )
+
+
 def make_callbacks(
     run_dir: str | os.PathLike,
     samples: tuple[np.ndarray, np.ndarray],
@@ -400,10 +426,12 @@ def make_callbacks(
     export_every: int,
     export_extra: dict,
     progress_every: int = 1,
+    quality: QualityOverTime | None = None,
 ) -> list[keras.callbacks.Callback]:
     """Progress, NaN guard, resumable checkpoints, TensorBoard, sample images, export."""
     run_dir = Path(run_dir)
     return [
+        *([quality] if quality else []),
         StopOnNonFinite(),
         # A killed run restarts from its last finished epoch; double_checkpoint keeps the
         # previous checkpoint, which Keras falls back on if the latest was cut off mid-write.
@@ -425,16 +453,18 @@ def fit(
     export_every: int,
     export_extra: dict,
     progress_every: int = 1,
+    quality: QualityOverTime | None = None,
 ) -> keras.callbacks.History:
     """Train with all callbacks. A run killed before the end resumes from its last epoch when
     started again with the same RUN_DIR; a finished run's next start is a fresh run."""
     run_dir = Path(run_dir)
     if not (run_dir / "backup").exists():  # a fresh run: no stale history or samples
         (run_dir / "history.csv").unlink(missing_ok=True)
+        (run_dir / "quality.csv").unlink(missing_ok=True)
         for old in (run_dir / "samples").glob("epoch_*.png"):
             old.unlink()
     callbacks = make_callbacks(
-        run_dir, samples, image_size, export_every, export_extra, progress_every
+        run_dir, samples, image_size, export_every, export_extra, progress_every, quality
     )
     return model.fit(
         pipeline,

@@ -1,0 +1,379 @@
+"""The course's benchmark: side by side with the TensorFlow CycleGAN tutorial, in one run.
+
+`mri-course bench [--quick] [--out DIR]` measures, each item in a fresh subprocess (so peak
+memory and thread pools do not leak between them):
+
+1. ceiling: the machine's conv2d throughput, the ceiling every step is compared with;
+2. reference: the tutorial's training step (its architecture, BCE losses and `tf.function`
+   step, written here from the tutorial's description) at 256x256x1, batch 1;
+3. project: this package's step through `fit()` at the same `tutorial` configuration;
+4. course: the `course` profile's configuration;
+5. translate: generator inference, slices per second through the whole translate path;
+   pipeline: the input pipeline's images per second.
+
+Timings on shared machines are noisy, so results are ratios within one run. FLOPs are counted
+from the layers (2 x multiply-adds of every convolution, forward; a training pass counts
+3 x forward: the forward pass and the two gradient products of the backward pass).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._tf import keras, tf
+
+ITEMS = ("ceiling", "reference", "project", "course", "translate", "pipeline")
+
+
+# --- FLOP counting -------------------------------------------------------------------------
+def forward_flops(model) -> int:
+    """FLOPs of one forward pass of one image: 2 x multiply-adds of every (transposed) conv."""
+    total = 0
+    for layer in _leaf_layers(model):
+        if isinstance(layer, keras.layers.Conv2DTranspose):
+            _, height, width, channels = layer.input.shape
+            kernel = np.prod(layer.kernel_size)
+            total += 2 * height * width * channels * layer.filters * kernel
+        elif isinstance(layer, keras.layers.Conv2D):
+            _, height, width, filters = layer.output.shape
+            kernel = np.prod(layer.kernel_size)
+            total += 2 * height * width * filters * layer.input.shape[-1] * kernel
+    return int(total)
+
+
+def _leaf_layers(model):
+    for layer in model.layers:
+        if hasattr(layer, "layers") and layer.layers:
+            yield from _leaf_layers(layer)
+        else:
+            yield layer
+
+
+def step_flops(generator, discriminator, batch: int, discriminator_images: int) -> int:
+    """FLOPs of one CycleGAN step: per generator 3 passes (translate, cycle, identity) per
+    image, per discriminator `discriminator_images` passes per image; training = 3 x forward."""
+    per_image = 2 * 3 * forward_flops(generator) + 2 * discriminator_images * forward_flops(
+        discriminator
+    )
+    return 3 * per_image * batch
+
+
+# --- the tutorial's step, as the reference ---------------------------------------------------
+def reference_networks(size: int = 256):
+    """The tutorial's pix2pix U-Net generator and PatchGAN, instance norm, one channel."""
+
+    init = keras.initializers.RandomNormal(0.0, 0.02)
+
+    def down(filters, norm=True):
+        block = [
+            keras.layers.Conv2D(filters, 4, 2, "same", kernel_initializer=init, use_bias=False)
+        ]
+        if norm:
+            block.append(keras.layers.GroupNormalization(groups=-1, epsilon=1e-5))
+        return keras.Sequential([*block, keras.layers.LeakyReLU(0.2)])
+
+    def up(filters, dropout=False):
+        block = [
+            keras.layers.Conv2DTranspose(
+                filters, 4, 2, "same", kernel_initializer=init, use_bias=False
+            ),
+            keras.layers.GroupNormalization(groups=-1, epsilon=1e-5),
+        ]
+        if dropout:
+            block.append(keras.layers.Dropout(0.5))
+        return keras.Sequential([*block, keras.layers.ReLU()])
+
+    inputs = keras.Input((size, size, 1))
+    downs = [down(64, False), down(128), down(256)] + [down(512) for _ in range(5)]
+    ups = [up(512, True), up(512, True), up(512, True), up(512), up(256), up(128), up(64)]
+    x, skips = inputs, []
+    for block in downs:
+        x = block(x)
+        skips.append(x)
+    for block, skip in zip(ups, reversed(skips[:-1]), strict=True):
+        x = keras.layers.Concatenate()([block(x), skip])
+    last = keras.layers.Conv2DTranspose(
+        1, 4, 2, "same", kernel_initializer=init, activation="tanh"
+    )
+    generator = keras.Model(inputs, last(x))
+
+    image = keras.Input((size, size, 1))
+    y = down(64, False)(image)
+    y = down(128)(y)
+    y = down(256)(y)
+    y = keras.layers.ZeroPadding2D()(y)
+    y = keras.layers.Conv2D(512, 4, kernel_initializer=init, use_bias=False)(y)
+    y = keras.layers.LeakyReLU(0.2)(keras.layers.GroupNormalization(groups=-1, epsilon=1e-5)(y))
+    y = keras.layers.ZeroPadding2D()(y)
+    discriminator = keras.Model(image, keras.layers.Conv2D(1, 4, kernel_initializer=init)(y))
+    return generator, discriminator
+
+
+def reference_step(size: int = 256):
+    """The tutorial's `train_step`: separate calls, BCE losses, one persistent tape."""
+
+    g, d_y = reference_networks(size)
+    f, d_x = reference_networks(size)
+    bce = keras.losses.BinaryCrossentropy(from_logits=True)
+    optimizers = [keras.optimizers.Adam(2e-4, beta_1=0.5) for _ in range(4)]
+    lam = 10.0
+
+    @tf.function
+    def step(real_x, real_y):
+        with tf.GradientTape(persistent=True) as tape:
+            fake_y = g(real_x, training=True)
+            cycled_x = f(fake_y, training=True)
+            fake_x = f(real_y, training=True)
+            cycled_y = g(fake_x, training=True)
+            same_x = f(real_x, training=True)
+            same_y = g(real_y, training=True)
+            disc_real_x, disc_real_y = d_x(real_x, training=True), d_y(real_y, training=True)
+            disc_fake_x, disc_fake_y = d_x(fake_x, training=True), d_y(fake_y, training=True)
+            cycle = lam * (
+                tf.reduce_mean(tf.abs(real_x - cycled_x))
+                + tf.reduce_mean(tf.abs(real_y - cycled_y))
+            )
+            g_loss = bce(tf.ones_like(disc_fake_y), disc_fake_y) + cycle
+            g_loss += 0.5 * lam * tf.reduce_mean(tf.abs(real_y - same_y))
+            f_loss = bce(tf.ones_like(disc_fake_x), disc_fake_x) + cycle
+            f_loss += 0.5 * lam * tf.reduce_mean(tf.abs(real_x - same_x))
+            dx_loss = 0.5 * (
+                bce(tf.ones_like(disc_real_x), disc_real_x)
+                + bce(tf.zeros_like(disc_fake_x), disc_fake_x)
+            )
+            dy_loss = 0.5 * (
+                bce(tf.ones_like(disc_real_y), disc_real_y)
+                + bce(tf.zeros_like(disc_fake_y), disc_fake_y)
+            )
+        for loss, net, opt in zip(
+            (g_loss, f_loss, dx_loss, dy_loss), (g, f, d_x, d_y), optimizers, strict=True
+        ):
+            grads = tape.gradient(loss, net.trainable_variables)
+            opt.apply_gradients(zip(grads, net.trainable_variables, strict=True))
+        return g_loss
+
+    return step, g, d_y
+
+
+# --- items, each run in its own process ------------------------------------------------------
+def _timed(function, steps: int, warmup: int) -> float:
+    for _ in range(warmup):
+        function()
+    start = time.perf_counter()
+    for _ in range(steps):
+        function()
+    return (time.perf_counter() - start) / steps
+
+
+def measure(item: str, steps: int) -> dict[str, Any]:
+    """Measure one item in this process; return its row."""
+
+    rng = np.random.default_rng(0)
+    if item == "ceiling":
+        x = tf.constant(rng.standard_normal((8, 64, 64, 256)), tf.float32)
+        w = tf.constant(rng.standard_normal((3, 3, 256, 256)), tf.float32)
+        conv = tf.function(lambda: tf.nn.conv2d(x, w, 1, "SAME"))
+        seconds = _timed(lambda: conv().numpy(), max(steps, 5), 2)
+        flops = 2 * 8 * 64 * 64 * 256 * 256 * 9
+        return {"seconds_per_step": seconds, "flops_per_step": flops, "images_per_step": 8}
+    if item == "reference":
+        step, g, d = reference_step(256)
+        x = tf.constant(rng.uniform(-1, 1, (1, 256, 256, 1)), tf.float32)
+        y = tf.constant(rng.uniform(-1, 1, (1, 256, 256, 1)), tf.float32)
+        seconds = _timed(lambda: step(x, y).numpy(), steps, 2)
+        return {
+            "seconds_per_step": seconds,
+            "flops_per_step": step_flops(g, d, 1, 2),
+            "images_per_step": 2,
+        }
+    if item in ("project", "course"):
+        return _measure_fit("tutorial" if item == "project" else "course", steps)
+    if item == "translate":
+        return _measure_translate(steps)
+    if item == "pipeline":
+        return _measure_pipeline(steps)
+    raise ValueError(f"unknown item {item!r}; use one of {ITEMS}")
+
+
+def _measure_fit(profile: str, steps: int) -> dict[str, Any]:
+    from . import models, profiles, training
+
+    if profile == "tutorial":
+        size, batch, g_name, d_name = 256, 1, "tutorial", "tutorial"
+    else:
+        p = profiles.load_profile("course")
+        size, batch, g_name, d_name = (
+            p["IMAGE_SIZE"], p["BATCH_SIZE"], p["GENERATOR"], p["DISCRIMINATOR"],
+        )  # fmt: skip
+    config = training.TrainingConfig(epochs=1, steps_per_epoch=steps + 2)
+    model = training.CycleGAN(
+        models.unet_generator(g_name, size),
+        models.unet_generator(g_name, size),
+        models.patchgan_discriminator(d_name, size),
+        models.patchgan_discriminator(d_name, size),
+        config,
+    )
+    model.compile_for_training(jit_compile=False)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (batch, size, size, 1)).astype(np.float32)
+    data = tf.data.Dataset.from_tensors((x, x)).repeat()
+    times = StepTimer()
+    model.fit(data, epochs=1, steps_per_epoch=steps + 2, verbose=0, callbacks=[times])
+    return {
+        "seconds_per_step": float(np.mean(times.seconds[2:])),  # the first steps trace
+        "flops_per_step": step_flops(model.generator_g, model.discriminator_t2, batch, 3),
+        "images_per_step": 2 * batch,
+        "configuration": f"{g_name} {size}px batch {batch}",
+    }
+
+
+class StepTimer(keras.callbacks.Callback):
+    """Records each training step's wall time."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: list[float] = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def _measure_translate(steps: int) -> dict[str, Any]:
+    from . import evaluation, models, profiles
+    from .data import Slice
+    from .processing import Cleaning
+
+    p = profiles.load_profile("course")
+    generator = models.unet_generator(p["GENERATOR"], p["IMAGE_SIZE"])
+    rng = np.random.default_rng(0)
+    slices = [
+        Slice(f"s{i}", "t1", rng.integers(0, 256, (217, 181), dtype=np.uint8)) for i in range(32)
+    ]
+    cleaning = Cleaning()  # the whole path, cleaning included
+    evaluation.translate(generator, slices[:8], p["IMAGE_SIZE"], cleaning)  # warm up
+    seconds = _timed(
+        lambda: evaluation.translate(generator, slices, p["IMAGE_SIZE"], cleaning), steps, 0
+    )
+    return {"seconds_per_step": seconds, "images_per_step": len(slices), "flops_per_step": None}
+
+
+def _measure_pipeline(steps: int) -> dict[str, Any]:
+    from . import processing, profiles
+
+    p = profiles.load_profile("course")
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1, 1, (46, p["IMAGE_SIZE"], p["IMAGE_SIZE"], 1)).astype(np.float32)
+    pipeline = processing.training_pipeline(images, images, p["BATCH_SIZE"], seed=0)
+    iterator = iter(pipeline)
+    next(iterator)
+    count = 50 * steps
+    start = time.perf_counter()
+    for _ in range(count):
+        next(iterator)
+    seconds = (time.perf_counter() - start) / count
+    return {
+        "seconds_per_step": seconds,
+        "images_per_step": 2 * p["BATCH_SIZE"],
+        "flops_per_step": None,
+    }
+
+
+def _run_item(item: str, steps: int) -> dict[str, Any]:
+    """Run one item in a fresh interpreter; add its peak memory."""
+    done = subprocess.run(  # noqa: S603 (fixed argument list, no shell, no user text)
+        [sys.executable, "-m", "mri_helpers.benchmark", "--item", item, "--steps", str(steps)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"benchmark item {item} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run(quick: bool = False, out: str | os.PathLike = "benchmarks/results") -> dict[str, Any]:
+    """Run every item; write results.json and results.md into `out`; return the results."""
+    steps = {"ceiling": 10, "reference": 3 if quick else 8, "project": 3 if quick else 8}
+    rows = {}
+    for item in ITEMS:
+        print(f"measuring {item} ...", flush=True)
+        rows[item] = _run_item(item, steps.get(item, 5 if quick else 20))
+    ceiling = rows["ceiling"]["flops_per_step"] / rows["ceiling"]["seconds_per_step"] / 1e9
+    for row in rows.values():
+        row["images_per_s"] = row["images_per_step"] / row["seconds_per_step"]
+        if row.get("flops_per_step"):
+            row["gflops"] = row["flops_per_step"] / row["seconds_per_step"] / 1e9
+            row["fraction_of_ceiling"] = row["gflops"] / ceiling
+    results = {
+        "ceiling_gflops": ceiling,
+        "speedup_vs_reference": rows["project"]["images_per_s"]
+        / rows["reference"]["images_per_s"],
+        "fraction_of_ceiling": rows["project"]["fraction_of_ceiling"],
+        "course_images_per_s": rows["course"]["images_per_s"],
+        "pipeline_vs_training": rows["pipeline"]["images_per_s"] / rows["course"]["images_per_s"],
+        "translate_slices_per_s": rows["translate"]["images_per_s"],
+        "machine": f"{os.cpu_count()} CPUs",
+        "quick": quick,
+        "items": rows,
+    }
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    (out / "results.md").write_text(markdown_table(results))
+    return results
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    """The results as a Markdown table plus the headline ratios."""
+    lines = [
+        "| item | s/step | images/s | GFLOP/step | GFLOP/s | of ceiling | peak memory |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, row in results["items"].items():
+        flops = row.get("flops_per_step")
+        lines.append(
+            f"| {name} | {row['seconds_per_step']:.4f} | {row['images_per_s']:.1f} | "
+            f"{flops / 1e9:.1f} | {row['gflops']:.0f} | {row['fraction_of_ceiling']:.0%} | "
+            if flops
+            else f"| {name} | {row['seconds_per_step']:.4f} | {row['images_per_s']:.1f} | "
+            "- | - | - | "
+        )
+        lines[-1] += f"{row['peak_memory_mib']:.0f} MiB |"
+    lines += [
+        "",
+        f"- ceiling (conv2d): {results['ceiling_gflops']:.0f} GFLOP/s",
+        f"- project vs tutorial reference (images/s): {results['speedup_vs_reference']:.2f}x",
+        f"- project step at the tutorial configuration: {results['fraction_of_ceiling']:.0%} "
+        "of the ceiling",
+        f"- input pipeline vs course training consumption: {results['pipeline_vs_training']:.0f}x",
+        f"- translate: {results['translate_slices_per_s']:.0f} slices/s",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mri_helpers.benchmark")
+    parser.add_argument("--item", choices=ITEMS, required=True)
+    parser.add_argument("--steps", type=int, default=5)
+    args = parser.parse_args(argv)
+    row = measure(args.item, args.steps)
+    row["peak_memory_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(row))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
