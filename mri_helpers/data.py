@@ -103,6 +103,11 @@ def natural_key(name: str) -> list[object]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
+def repeated(names: list[str]) -> list[str]:
+    """The names that occur more than once, sorted."""
+    return sorted({n for n in names if names.count(n) > 1})
+
+
 def project_root() -> Path:
     """The folder that holds `data/` and `notebooks/` (the repository, for an editable install)."""
     here = Path(__file__).resolve().parent.parent
@@ -286,8 +291,7 @@ def _build_dataset(source: str, entries: list[Entry]) -> MRIDataset:
     _check_layout(source, sets, unsorted_pngs)
     for modality, slices in sets.items():
         slices.sort(key=lambda s: natural_key(s.id))
-        ids = [s.id for s in slices]
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        duplicates = repeated([s.id for s in slices])
         if duplicates:
             raise DataError(
                 f"{source}: two {modality.upper()} slices share the name(s) {duplicates}; "

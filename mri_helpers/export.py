@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from ._tf import keras, tf
-from .data import Slice, decode_slice, natural_key
+from .data import Slice, decode_slice, natural_key, repeated
 from .errors import DataError, DataProblems, ModelFileError
 from .evaluation import DIRECTIONS, translate
 from .models import load_model
@@ -146,8 +146,7 @@ def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
             files.append(item)
         else:
             raise DataError(f"{item} does not exist.")
-    names = [f.name for f in files]
-    clashes = sorted({n for n in names if names.count(n) > 1})
+    clashes = repeated([f.name for f in files])
     if clashes:
         raise DataError(
             f"several inputs are named {clashes}; outputs keep the input names, so they would "

@@ -181,6 +181,11 @@ def prepare(slices: Sequence[Slice], size: int, cleaning: Cleaning | None = None
     """Slices to a (n, size, size, 1) float32 array in [-1, 1]: cleaned, scaled and resized
     once, so training never repeats this work."""
     images = [s.image if cleaning is None else clean_slice(s.image, cleaning) for s in slices]
+    return prepare_images(images, size)
+
+
+def prepare_images(images: Sequence[np.ndarray], size: int) -> np.ndarray:
+    """Stored-type 2-D images to a (n, size, size, 1) float32 array in [-1, 1]."""
     return np.stack([to_model_geometry(to_unit_range(i), size) for i in images])[..., None]
 
 

@@ -34,6 +34,7 @@ class TrainingConfig:
     identity_weight: float = 0.5  # identity loss weight, as a share of lambda_cycle
     adversarial: str = "lsgan"
     pool_size: int = 50
+    cycle_noise: float = 0.0  # std of noise added to fakes before the way back ([-1, 1] scale)
 
     def __post_init__(self) -> None:
         for name in ("epochs", "steps_per_epoch"):
@@ -164,6 +165,7 @@ class CycleGAN(keras.Model):
         self.pool_t2 = ImagePool(config.pool_size, image_shape, seed=seed, name="pool_t2")
         self.pool_t1 = ImagePool(config.pool_size, image_shape, seed=seed + 1, name="pool_t1")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_NAMES}
+        self.noise_seed = keras.random.SeedGenerator(seed + 2)
         self.built = True  # its networks are built; checkpoints need a built model
 
     def call(self, images, training=False):
@@ -221,8 +223,8 @@ class CycleGAN(keras.Model):
         fake_t1, same_t1 = _halves(
             self.generator_f(tf.concat([real_t2, real_t1], 0), training=training)
         )
-        cycled_t1 = self.generator_f(fake_t2, training=training)
-        cycled_t2 = self.generator_g(fake_t1, training=training)
+        cycled_t1 = self.generator_f(self._hide_nothing(fake_t2, training), training=training)
+        cycled_t2 = self.generator_g(self._hide_nothing(fake_t1, training), training=training)
         pooled_t2 = tf.stop_gradient(self.pool_t2(fake_t2) if training else fake_t2)
         pooled_t1 = tf.stop_gradient(self.pool_t1(fake_t1) if training else fake_t1)
         logits_t2 = self.discriminator_t2(
@@ -253,6 +255,19 @@ class CycleGAN(keras.Model):
             "cycle": cycle,
             "identity": identity_g + identity_f,
         }
+
+    def _hide_nothing(self, fake: tf.Tensor, training: bool) -> tf.Tensor:
+        """Noise on a fake before the way back, so no invisible signal survives the cycle.
+
+        A CycleGAN can cheat the cycle loss by hiding the input in faint patterns of its
+        output (Chu et al. 2017, "CycleGAN, a master of steganography"): then it may paint
+        the ventricles dark in "T2" and still recover the T1. Noise destroys such patterns,
+        so only what is visible in the fake can bring the input back.
+        """
+        if not training or not self.config.cycle_noise:
+            return fake
+        noise = keras.random.normal(tf.shape(fake), seed=self.noise_seed)
+        return fake + self.config.cycle_noise * tf.cast(noise, fake.dtype)
 
     def train_step(self, data):
         real_t1, real_t2 = data
@@ -445,27 +460,18 @@ def make_callbacks(
 
 
 def fit(
-    model: CycleGAN,
-    pipeline: tf.data.Dataset,
-    run_dir: str | os.PathLike,
-    samples: tuple[np.ndarray, np.ndarray],
-    image_size: int,
-    export_every: int,
-    export_extra: dict,
-    progress_every: int = 1,
-    quality: QualityOverTime | None = None,
+    model: CycleGAN, pipeline: tf.data.Dataset, run_dir: str | os.PathLike, **callback_options
 ) -> keras.callbacks.History:
-    """Train with all callbacks. A run killed before the end resumes from its last epoch when
-    started again with the same RUN_DIR; a finished run's next start is a fresh run."""
+    """Train with all callbacks (`make_callbacks` options). A run killed before the end
+    resumes from its last epoch when started again with the same RUN_DIR; a finished run's
+    next start is a fresh run."""
     run_dir = Path(run_dir)
     if not (run_dir / "backup").exists():  # a fresh run: no stale history or samples
         (run_dir / "history.csv").unlink(missing_ok=True)
         (run_dir / "quality.csv").unlink(missing_ok=True)
         for old in (run_dir / "samples").glob("epoch_*.png"):
             old.unlink()
-    callbacks = make_callbacks(
-        run_dir, samples, image_size, export_every, export_extra, progress_every, quality
-    )
+    callbacks = make_callbacks(run_dir, **callback_options)
     return model.fit(
         pipeline,
         epochs=model.config.epochs,
@@ -493,3 +499,91 @@ def distribution_strategy() -> tf.distribute.Strategy:
     """MirroredStrategy over all GPUs when there are several, else the default strategy."""
     gpus = tf.config.list_logical_devices("GPU")
     return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
+# --- warm start (04_training, "A head start") ----------------------------------------------
+def baseline_targets(
+    sources: list[np.ndarray], target_examples: list[np.ndarray]
+) -> list[np.ndarray]:
+    """Classical unpaired guesses for each source slice: its head's intensities matched to
+    the reversed histogram of the other contrast (`evaluation.quantile_baseline`).
+
+    Uses no pairs: only the target contrast's overall intensity distribution.
+    """
+    from .evaluation import quantile_baseline
+    from .processing import head_mask
+
+    values = np.concatenate([t[head_mask(t)] for t in target_examples])
+    return [quantile_baseline(s, head_mask(s), values) for s in sources]
+
+
+def warm_start(
+    generator: keras.Model,
+    sources: np.ndarray,
+    targets: np.ndarray,
+    steps: int,
+    batch_size: int,
+    learning_rate: float = 1e-3,
+    seed: int = 0,
+) -> float:
+    """Fit a generator by L1 to classical guesses for `steps` steps; return the last loss.
+
+    A CycleGAN starts near the identity map, and T1 -> T2 is nearly an inversion: on the way
+    from one to the other lie low-contrast maps that lose information, which the cycle loss
+    punishes, and training stalls there (dark ventricles in "T2"). Starting from the
+    classical inversion, the adversarial and cycle losses only have to correct what it gets
+    wrong (fat, bone, noise), which takes far fewer steps.
+    """
+    if steps <= 0:
+        return float("nan")
+    data = tf.data.Dataset.from_tensor_slices((sources, targets))
+    data = data.shuffle(len(sources), seed=seed).repeat().batch(batch_size, drop_remainder=True)
+    optimizer = keras.optimizers.Adam(learning_rate, beta_1=0.5)
+    variables = generator.trainable_variables
+
+    @tf.function
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.abs(generator(x, training=True) - y))
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        return loss
+
+    loss = float("nan")
+    for x, y in data.take(steps):
+        loss = float(step(x, y))
+    return loss
+
+
+def warm_start_generators(
+    model: CycleGAN,
+    dataset,
+    split,
+    image_size: int,
+    cleaning,
+    steps: int,
+    batch_size: int,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Warm-start both generators of `model` from the classical guesses for the training
+    slices; return the final L1 loss of each."""
+    from .processing import clean_slice, prepare_images, select
+
+    cleaned = {
+        m: [clean_slice(s.image, cleaning) for s in select(dataset, m, split.train[m])]
+        for m in ("t1", "t2")
+    }
+    losses_by_direction = {}
+    for direction, generator, source, target in (
+        ("t1-to-t2", model.generator_g, "t1", "t2"),
+        ("t2-to-t1", model.generator_f, "t2", "t1"),
+    ):
+        guesses = baseline_targets(cleaned[source], cleaned[target])
+        losses_by_direction[direction] = warm_start(
+            generator,
+            prepare_images(cleaned[source], image_size),
+            prepare_images(guesses, image_size),
+            steps,
+            batch_size,
+            seed=seed,
+        )
+    return losses_by_direction

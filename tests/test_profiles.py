@@ -45,7 +45,7 @@ def test_whole_floats_become_ints() -> None:
 
 
 def test_image_size_must_suit_the_generator() -> None:
-    with pytest.raises(profiles.ParameterError, match=r"IMAGE_SIZE=100: .*multiple of 2\*\*7"):
+    with pytest.raises(profiles.ParameterError, match=r"IMAGE_SIZE=100: .*multiple of 2\*\*4"):
         profiles.resolve("course", IMAGE_SIZE=100)
     with pytest.raises(profiles.ParameterError, match="GENERATOR='huge' is not allowed"):
         profiles.resolve("course", GENERATOR="huge")

@@ -166,3 +166,35 @@ def test_two_replicas_train_like_one_device() -> None:
     moved = float(words[words.index("moved") + 1])
     assert moved > 1e-5  # the step changed the weights ...
     assert difference < 1e-5  # ... identically with two replicas
+
+
+def test_warm_start_moves_generators_towards_the_classical_guess() -> None:
+    phantom = mh.load_dataset("phantom", num_slices=12)
+    split = processing.holdout_split(phantom, 0.2, seed=0)
+    cleaning = processing.Cleaning()
+    model = build(pool_size=0)
+    guesses = training.baseline_targets(
+        [processing.clean_slice(s.image, cleaning) for s in phantom.t1[:2]],
+        [processing.clean_slice(s.image, cleaning) for s in phantom.t2[2:]],
+    )
+    assert guesses[0].shape == (217, 181) and guesses[0].dtype == np.uint8
+    before = training.warm_start_generators(model, phantom, split, SIZE, cleaning, 1, 2)
+    after = training.warm_start_generators(model, phantom, split, SIZE, cleaning, 60, 2)
+    for direction in ("t1-to-t2", "t2-to-t1"):
+        assert after[direction] < before[direction]
+    assert np.isnan(training.warm_start(model.generator_g, guesses, guesses, 0, 2))
+
+
+def test_cycle_noise_only_applies_while_training() -> None:
+    model = build(pool_size=0)
+    x, y = images(30, 2), images(31, 2)
+    quiet = float(model.compute_losses(x, y, training=False)["cycle"])
+    noisy = training.CycleGAN(
+        model.generator_g,
+        model.generator_f,
+        model.discriminator_t2,
+        model.discriminator_t1,
+        training.TrainingConfig(epochs=1, steps_per_epoch=1, pool_size=0, cycle_noise=0.5),
+    )
+    assert float(noisy.compute_losses(x, y, training=False)["cycle"]) == pytest.approx(quiet)
+    assert float(noisy.compute_losses(x, y, training=True)["cycle"]) != pytest.approx(quiet)
