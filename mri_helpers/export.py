@@ -103,6 +103,15 @@ def load_generator(path: str | os.PathLike, direction: str | None = None):
     path = Path(path)
     if path.is_dir() and direction and (path / direction).is_dir():
         path = path / direction
+    elif (
+        path.is_dir()
+        and direction
+        and not any((path / name).exists() for name in (CONFIG_FILE, GENERATOR_FILE))
+    ):
+        raise ModelFileError(
+            f"no {direction} export in {path}; pass a run's models folder, which holds "
+            "t1-to-t2/ and t2-to-t1/, or one of those."
+        )
     folder = path.parent if path.is_file() else path
     if not path.exists():
         raise ModelFileError(

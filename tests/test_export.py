@@ -170,3 +170,16 @@ def test_evaluate_command_on_the_course_data(exported: Path, course_zip: Path, t
     assert cli_main(args) == 0
     course = json.loads(target.read_text())["course"]
     assert 0 <= course["cycle_ssim_t1"] <= 1 and course["histogram_distance_input_t1"] > 0
+
+
+def test_evaluate_command_reports_bad_models(exported: Path, tmp_path: Path, capsys) -> None:
+    target = tmp_path / "m.json"
+    missing = ["evaluate", "--model", str(tmp_path / "none"), "--data", "phantom"]
+    assert cli_main([*missing, "--json", str(target)]) == 2
+    assert "no model at" in capsys.readouterr().err
+    one_way = tmp_path / "one-way"
+    one_way.mkdir()
+    (one_way / "t1-to-t2").symlink_to(exported / "t1-to-t2")
+    args = ["evaluate", "--model", str(one_way), "--data", "phantom", "--json", str(target)]
+    assert cli_main(args) == 2
+    assert "no t2-to-t1 export in" in capsys.readouterr().err and not target.exists()
