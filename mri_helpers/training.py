@@ -216,7 +216,6 @@ class CycleGAN(keras.Model):
         works image by image, so batching them changes nothing in the mathematics.
         """
         c = self.config
-        batch = tf.shape(real_t1)[0]
         fake_t2, same_t2 = _halves(
             self.generator_g(tf.concat([real_t1, real_t2], 0), training=training)
         )
@@ -225,16 +224,12 @@ class CycleGAN(keras.Model):
         )
         cycled_t1 = self.generator_f(self._hide_nothing(fake_t2, training), training=training)
         cycled_t2 = self.generator_g(self._hide_nothing(fake_t1, training), training=training)
-        pooled_t2 = tf.stop_gradient(self.pool_t2(fake_t2) if training else fake_t2)
-        pooled_t1 = tf.stop_gradient(self.pool_t1(fake_t1) if training else fake_t1)
-        logits_t2 = self.discriminator_t2(
-            tf.concat([real_t2, pooled_t2, fake_t2], 0), training=training
+        real_logits_t2, pooled_logits_t2, fake_logits_t2 = self._judge(
+            self.discriminator_t2, self.pool_t2, real_t2, fake_t2, training
         )
-        logits_t1 = self.discriminator_t1(
-            tf.concat([real_t1, pooled_t1, fake_t1], 0), training=training
+        real_logits_t1, pooled_logits_t1, fake_logits_t1 = self._judge(
+            self.discriminator_t1, self.pool_t1, real_t1, fake_t1, training
         )
-        real_logits_t2, pooled_logits_t2, fake_logits_t2 = tf.split(logits_t2, [batch] * 3)
-        real_logits_t1, pooled_logits_t1, fake_logits_t1 = tf.split(logits_t1, [batch] * 3)
 
         cycle = losses.cycle_loss(real_t1, cycled_t1, c.lambda_cycle) + losses.cycle_loss(
             real_t2, cycled_t2, c.lambda_cycle
@@ -255,6 +250,20 @@ class CycleGAN(keras.Model):
             "cycle": cycle,
             "identity": identity_g + identity_f,
         }
+
+    def _judge(self, discriminator, pool, real, fake, training: bool):
+        """Discriminator logits for real images, pooled fakes (its own loss) and fresh fakes
+        (the generator's loss), in one call. Without a pool the pooled fakes are the fresh
+        ones, so they are judged once: exactly the tutorial's arithmetic."""
+        batch = tf.shape(real)[0]
+        if not (training and self.config.pool_size):
+            real_logits, fake_logits = tf.split(
+                discriminator(tf.concat([real, fake], 0), training=training), [batch, batch]
+            )
+            return real_logits, fake_logits, fake_logits
+        pooled = tf.stop_gradient(pool(fake))
+        logits = discriminator(tf.concat([real, pooled, fake], 0), training=training)
+        return tuple(tf.split(logits, [batch] * 3))
 
     def _hide_nothing(self, fake: tf.Tensor, training: bool) -> tf.Tensor:
         """Noise on a fake before the way back, so no invisible signal survives the cycle.

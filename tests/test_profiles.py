@@ -32,7 +32,7 @@ def test_none_takes_the_profile_value_and_explicit_values_win(monkeypatch) -> No
         ("smoke", {"NUM_PHANTOM_SLICES": 0}, "NUM_PHANTOM_SLICES=0 is out of range"),
         ("smoke", {"NUM_PHANTOM_SLICES": 2.5}, "must be a whole number"),
         ("smoke", {"DATA": 3}, "DATA=3 must be a string"),
-        ("smoke", {"EPOCHS": 3}, r"unknown parameter\(s\) \['EPOCHS'\]"),
+        ("smoke", {"COLOUR": 3}, r"unknown parameter\(s\) \[.COLOUR.\]"),
     ],
 )
 def test_bad_parameters_are_refused(profile, overrides, message) -> None:
