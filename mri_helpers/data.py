@@ -13,6 +13,7 @@ reading. Every image is decoded and checked; all problems are collected and repo
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
@@ -192,7 +193,8 @@ def read_course_data(path: str | os.PathLike) -> MRIDataset:
     if path.is_dir():
         entries = list(_folder_entries(path))
     elif zipfile.is_zipfile(path):
-        entries = list(_zip_entries(path))
+        with zipfile.ZipFile(path) as archive:  # opened once; members read while it is open
+            return _build_dataset(str(path.resolve()), list(_zip_entries(archive, path)))
     else:
         raise DataError(
             f"{str(path)!r} is neither a folder nor a zip archive. Pass the course zip "
@@ -229,27 +231,22 @@ def _folder_entries(root: Path) -> Iterator[Entry]:
             )
 
 
-def _zip_entries(path: Path) -> Iterator[Entry]:
-    """Entries of a zip, read in place; refuse names that would escape an extraction folder."""
-    with zipfile.ZipFile(path) as archive:
-        infos = [info for info in archive.infolist() if not info.is_dir()]
-        unsafe = [i.filename for i in infos if _unsafe_member(i.filename)]
-        if unsafe:
-            raise DataError(
-                f"{path} contains {len(unsafe)} unsafe entr{'y' if len(unsafe) == 1 else 'ies'} "
-                f"(absolute path or '..'): {unsafe[:5]}. Such an archive could write outside "
-                "its folder, so it is refused; re-create the zip from the image folders."
-            )
-        for info in infos:
-            yield PurePosixPath(info.filename), info.file_size, _zip_reader(path, info.filename)
-
-
-def _zip_reader(path: Path, member: str) -> Callable[[], bytes]:
-    def read() -> bytes:
-        with zipfile.ZipFile(path) as archive:
-            return archive.read(member)
-
-    return read
+def _zip_entries(archive: zipfile.ZipFile, path: Path) -> Iterator[Entry]:
+    """Entries of an open zip, read in place; refuse names that would escape a folder."""
+    infos = [info for info in archive.infolist() if not info.is_dir()]
+    unsafe = [i.filename for i in infos if _unsafe_member(i.filename)]
+    if unsafe:
+        raise DataError(
+            f"{path} contains {len(unsafe)} unsafe entr{'y' if len(unsafe) == 1 else 'ies'} "
+            f"(absolute path or '..'): {unsafe[:5]}. Such an archive could write outside "
+            "its folder, so it is refused; re-create the zip from the image folders."
+        )
+    for info in infos:
+        yield (
+            PurePosixPath(info.filename),
+            info.file_size,
+            functools.partial(archive.read, info.filename),
+        )
 
 
 def _unsafe_member(name: str) -> bool:
