@@ -121,8 +121,13 @@ class Geometry:
 
     @property
     def pads(self) -> tuple[int, int, int, int]:
-        """(top, bottom, left, right): symmetric, the odd pixel at the bottom/right."""
-        rows, cols = self.side - self.height, self.side - self.width
+        """(top, bottom, left, right) to the square of `side`."""
+        return self.pads_to(self.side)
+
+    def pads_to(self, side: int) -> tuple[int, int, int, int]:
+        """(top, bottom, left, right) to a `side` x `side` square: symmetric, the odd pixel
+        at the bottom/right."""
+        rows, cols = side - self.height, side - self.width
         return rows // 2, rows - rows // 2, cols // 2, cols - cols // 2
 
 
@@ -138,20 +143,28 @@ def to_model_geometry(image: np.ndarray, size: int) -> np.ndarray:
 
     Explained in 02_image_processing, "Padding to a square": stretching 181x217 straight to a
     square would squeeze the head sideways by 17%; padding keeps the anatomy's proportions.
+    A network at least as large as the slice gets it padded only, pixel for pixel: no
+    resampling, so nothing is lost (at 128 px the round trip alone caps SSIM near 0.9).
     """
     image = np.asarray(image, dtype=np.float32)
-    top, bottom, left, right = Geometry(*image.shape).pads
+    geometry = Geometry(*image.shape)
+    side = max(geometry.side, size)
+    top, bottom, left, right = geometry.pads_to(side)
     square = np.pad(image, ((top, bottom), (left, right)), constant_values=background_value(image))
-    resized = tf.image.resize(square[..., None], (size, size), antialias=True)
-    return resized.numpy()[..., 0]
+    if side == size:
+        return square
+    return tf.image.resize(square[..., None], (size, size), antialias=True).numpy()[..., 0]
 
 
 def to_original_geometry(image: np.ndarray | tf.Tensor, geometry: Geometry) -> np.ndarray:
     """The exact inverse of `to_model_geometry`: resize to the padded square, then crop."""
     image = np.asarray(image, dtype=np.float32)
-    square = tf.image.resize(image[..., None], (geometry.side,) * 2, antialias=True).numpy()
-    top, _, left, _ = geometry.pads
-    return square[top : top + geometry.height, left : left + geometry.width, 0]
+    size = image.shape[0]
+    side = max(geometry.side, size)
+    if side != size:
+        image = tf.image.resize(image[..., None], (side, side), antialias=True).numpy()[..., 0]
+    top, _, left, _ = geometry.pads_to(side)
+    return image[top : top + geometry.height, left : left + geometry.width]
 
 
 # --- intensities (02, "Scaling intensities") ----------------------------------------------

@@ -237,18 +237,21 @@ class CycleGAN(keras.Model):
         identity_weight = c.identity_weight * c.lambda_cycle
         identity_g = losses.identity_loss(real_t2, same_t2, identity_weight)
         identity_f = losses.identity_loss(real_t1, same_t1, identity_weight)
-        adversarial = c.adversarial
+        adversarial_g = losses.generator_adversarial_loss(fake_logits_t2, c.adversarial)
+        adversarial_f = losses.generator_adversarial_loss(fake_logits_t1, c.adversarial)
+        d_t2 = losses.discriminator_loss(real_logits_t2, pooled_logits_t2, c.adversarial)
+        d_t1 = losses.discriminator_loss(real_logits_t1, pooled_logits_t1, c.adversarial)
         return {
-            "g_t1_to_t2": losses.generator_adversarial_loss(fake_logits_t2, adversarial)
-            + cycle
-            + identity_g,
-            "f_t2_to_t1": losses.generator_adversarial_loss(fake_logits_t1, adversarial)
-            + cycle
-            + identity_f,
-            "d_t2": losses.discriminator_loss(real_logits_t2, pooled_logits_t2, adversarial),
-            "d_t1": losses.discriminator_loss(real_logits_t1, pooled_logits_t1, adversarial),
+            "g_t1_to_t2": adversarial_g + cycle + identity_g,
+            "f_t2_to_t1": adversarial_f + cycle + identity_f,
+            "d_t2": d_t2,
+            "d_t1": d_t1,
             "cycle": cycle,
             "identity": identity_g + identity_f,
+            # Every term once: its gradient w.r.t. G is exactly that of G's own loss (the terms
+            # G's loss lacks do not depend on G's weights), and likewise for F.
+            "generators": adversarial_g + adversarial_f + cycle + identity_g + identity_f,
+            "discriminators": d_t2 + d_t1,
         }
 
     def _judge(self, discriminator, pool, real, fake, training: bool):
@@ -284,19 +287,39 @@ class CycleGAN(keras.Model):
         with tf.GradientTape(persistent=True) as tape:
             step_losses = self.compute_losses(real_t1, real_t2, training=True)
             # Gradients are summed over replicas, so each replica contributes its share.
-            scaled = {
-                name: self.network_optimizers[name].scale_loss(step_losses[key] / replicas)
-                for name, key in (("g", "g_t1_to_t2"), ("f", "f_t2_to_t1"))
-                + (("d_t2", "d_t2"), ("d_t1", "d_t1"))
-            }
-        for name, networks in self._trained_networks().items():
-            variables = _variables(networks)
-            gradients = tape.gradient(scaled[name], variables)
-            self.network_optimizers[name].apply_gradients(zip(gradients, variables, strict=True))
+            targets = [
+                (self._scale(names, step_losses[key] / replicas), names)
+                for key, names in self._gradient_groups()
+            ]
+        for target, names in targets:
+            variables = [_variables(self._trained_networks()[name]) for name in names]
+            gradients = tape.gradient(target, [v for group in variables for v in group])
+            for name, group in zip(names, variables, strict=True):
+                group_gradients, gradients = gradients[: len(group)], gradients[len(group) :]
+                self.network_optimizers[name].apply_gradients(
+                    zip(group_gradients, group, strict=True)
+                )
         del tape
-        for name, value in step_losses.items():
-            self.trackers[name].update_state(value)
+        for name in LOSS_NAMES:
+            self.trackers[name].update_state(step_losses[name])
         return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def _gradient_groups(self) -> list[tuple[str, tuple[str, ...]]]:
+        """(loss, optimizers) pairs, one backward pass each.
+
+        The tutorial takes four gradients, one per network; most of each pass repeats work
+        of another (the cycle runs through both generators). Two passes give the same
+        gradients: one of all generator terms for both generators, one of both discriminator
+        losses (which share no weights). With loss scaling (mixed precision) each optimizer
+        scales its own network's loss, so there each network keeps its own pass.
+        """
+        if isinstance(self.network_optimizers["g"], keras.optimizers.LossScaleOptimizer):
+            return [("g_t1_to_t2", ("g",)), ("f_t2_to_t1", ("f",)), ("d_t2", ("d_t2",)),
+                    ("d_t1", ("d_t1",))]  # fmt: skip
+        return [("generators", ("g", "f")), ("discriminators", ("d_t2", "d_t1"))]
+
+    def _scale(self, names: tuple[str, ...], loss: tf.Tensor) -> tf.Tensor:
+        return self.network_optimizers[names[0]].scale_loss(loss) if len(names) == 1 else loss
 
 
 def _halves(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
