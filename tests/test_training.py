@@ -14,14 +14,19 @@ SMALL_G = models.GeneratorConfig((8, 16, 32), dropout_blocks=0)
 SMALL_D = models.DiscriminatorConfig((8, 16, 32))
 
 
-def build(seed: int = 0, pool_size: int = 0, epochs: int = 2, steps: int = 2, g=SMALL_G):
+def build(
+    seed: int = 0, pool_size: int = 0, epochs: int = 2, steps: int = 2, g=SMALL_G, average=0.0
+):
     mh.set_seed(seed)
+    config = training.TrainingConfig(
+        epochs=epochs, steps_per_epoch=steps, pool_size=pool_size, generator_average=average
+    )
     model = training.CycleGAN(
         models.unet_generator(g, SIZE),
         models.unet_generator(g, SIZE),
         models.patchgan_discriminator(SMALL_D, SIZE),
         models.patchgan_discriminator(SMALL_D, SIZE),
-        training.TrainingConfig(epochs=epochs, steps_per_epoch=steps, pool_size=pool_size),
+        config,
         seed=seed,
     )
     model.compile_for_training(jit_compile=False)
@@ -146,6 +151,56 @@ def test_same_seed_same_run_other_seed_other_run() -> None:
     assert history_a == history_b
     np.testing.assert_array_equal(out_a, out_b)
     assert history_a != history_c and not np.array_equal(out_a, out_c)
+
+
+class RawWeights(keras.callbacks.Callback):
+    """Records generator G's first kernel after every step and at each epoch's start."""
+
+    def __init__(self):
+        super().__init__()
+        self.after_step, self.epoch_start = [], []
+
+    def kernel(self) -> np.ndarray:
+        return self.model.generator_g.trainable_variables[0].numpy().copy()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == 0:
+            self.epoch_start.append(self.kernel())
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.after_step.append(self.kernel())
+
+
+class SeenAtEpochEnd(keras.callbacks.Callback):
+    """Records what the callbacks after AveragedGenerators see at each epoch's end."""
+
+    def __init__(self):
+        super().__init__()
+        self.kernels = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.kernels.append(self.model.generator_g.trainable_variables[0].numpy().copy())
+
+
+def test_averaged_generators_are_shown_and_kept_while_training_goes_on_raw() -> None:
+    momentum = 0.5
+    model = build(epochs=2, steps=3, average=momentum)
+    data = processing.training_pipeline(images(30, 4), images(31, 4), batch_size=2, seed=0)
+    raw, seen = RawWeights(), SeenAtEpochEnd()
+    model.fit(
+        data, epochs=2, steps_per_epoch=3, verbose=0, shuffle=False,
+        callbacks=[raw, training.AveragedGenerators(), seen],
+    )  # fmt: skip
+    # The exponential moving average of the raw weights, starting at the first step's.
+    expected = [raw.after_step[0]]
+    for weights in raw.after_step[1:]:
+        expected.append(momentum * expected[-1] + (1 - momentum) * weights)
+    np.testing.assert_allclose(seen.kernels[0], expected[2], rtol=1e-5, atol=1e-7)
+    assert not np.allclose(seen.kernels[0], raw.after_step[2])  # averaged, not raw
+    # Epoch 2 trains on from the raw weights, and the model ends with the average.
+    np.testing.assert_array_equal(raw.epoch_start[1], raw.after_step[2])
+    final = model.generator_g.trainable_variables[0].numpy()
+    np.testing.assert_allclose(final, expected[-1], rtol=1e-5, atol=1e-7)
 
 
 class PoisonAfter(keras.callbacks.Callback):
