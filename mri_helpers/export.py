@@ -35,6 +35,28 @@ GENERATOR_FILE = "generator.keras"
 CONFIG_FILE = "model.json"
 
 
+def float32_copy(model: keras.Model) -> keras.Model:
+    """`model` computing in float32: a model trained with mixed precision should not make
+    every user of the export compute in 16 bits (slow, or unsupported, on many CPUs). The
+    weights are float32 either way, so they are copied unchanged."""
+    config = keras.saving.serialize_keras_object(model)
+    if '"mixed_' not in json.dumps(config):
+        return model
+    copy = keras.saving.deserialize_keras_object(_float32_policies(config))
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _float32_policies(config: Any) -> Any:
+    if isinstance(config, dict):
+        if config.get("class_name") == "DTypePolicy":
+            return {**config, "config": {**config["config"], "name": "float32"}}
+        return {key: _float32_policies(value) for key, value in config.items()}
+    if isinstance(config, list):
+        return [_float32_policies(value) for value in config]
+    return config
+
+
 def export_generator(
     generator: keras.Model,
     models_dir: str | os.PathLike,
@@ -53,6 +75,7 @@ def export_generator(
         shutil.rmtree(stale, ignore_errors=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{direction}.", dir=models_dir))
     try:
+        generator = float32_copy(generator)
         generator.save(partial / GENERATOR_FILE)
         if saved_model:
             logger = tf.get_logger()

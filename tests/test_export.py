@@ -183,3 +183,24 @@ def test_evaluate_command_reports_bad_models(exported: Path, tmp_path: Path, cap
     args = ["evaluate", "--model", str(one_way), "--data", "phantom", "--json", str(target)]
     assert cli_main(args) == 2
     assert "no t2-to-t1 export in" in capsys.readouterr().err and not target.exists()
+
+
+def test_mixed_precision_generators_export_as_float32(tmp_path: Path) -> None:
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        generator = models.unet_generator(CONFIG, SIZE, name="mixed")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    export.export_generator(generator, tmp_path, "t1-to-t2", SIZE, saved_model=False)
+    loaded = models.load_model(tmp_path / "t1-to-t2" / export.GENERATOR_FILE)
+
+    def leaves(model):
+        for layer in model.layers:
+            yield from leaves(layer) if hasattr(layer, "layers") else [layer]
+
+    assert {layer.dtype_policy.name for layer in leaves(generator)} >= {"mixed_bfloat16"}
+    assert {layer.dtype_policy.name for layer in leaves(loaded)} == {"float32"}
+    for a, b in zip(loaded.get_weights(), generator.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, SIZE, SIZE, 1)).astype(np.float32)
+    np.testing.assert_allclose(loaded(x), generator(x), atol=0.05)  # bfloat16's precision
