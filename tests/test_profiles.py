@@ -45,7 +45,10 @@ def test_whole_floats_become_ints() -> None:
 
 
 def test_image_size_must_suit_the_generator() -> None:
-    with pytest.raises(profiles.ParameterError, match=r"IMAGE_SIZE=100: .*multiple of 2\*\*4"):
+    with pytest.raises(
+        profiles.ParameterError,
+        match=r"IMAGE_SIZE=100: .*multiple of 2\*\*5 = 32 \(e.g. 96 or 128\)",
+    ):
         profiles.resolve("course", IMAGE_SIZE=100)
     with pytest.raises(profiles.ParameterError, match="GENERATOR='huge' is not allowed"):
         profiles.resolve("course", GENERATOR="huge")
