@@ -6,7 +6,9 @@ memory and thread pools do not leak between them):
 1. ceiling: the machine's conv2d throughput, the ceiling every step is compared with;
 2. reference: the tutorial's training step (its architecture, BCE losses and `tf.function`
    step, written here from the tutorial's description) at 256x256x1, batch 1;
-3. project: this package's step through `fit()` at the same `tutorial` configuration;
+3. project: this package's step through `fit()` at the same `tutorial` configuration, at the
+   precision a learner gets (`MIXED_PRECISION="auto"`: bfloat16 on a CPU with bfloat16
+   instructions), and project_float32: the same in float32, the reference's precision;
 4. course: the `course` profile's configuration;
 5. translate: generator inference, slices per second through the whole translate path;
    pipeline: the input pipeline's images per second.
@@ -32,7 +34,7 @@ import numpy as np
 
 from ._tf import keras, tf
 
-ITEMS = ("ceiling", "reference", "project", "course", "translate", "pipeline")
+ITEMS = ("ceiling", "reference", "project", "project_float32", "course", "translate", "pipeline")
 
 
 # --- FLOP counting -------------------------------------------------------------------------
@@ -196,8 +198,9 @@ def measure(item: str, steps: int) -> dict[str, Any]:
             "flops_per_step": step_flops(g, d, 1, 2),
             "images_per_step": 2,
         }
-    if item in ("project", "course"):
-        return _measure_fit("tutorial" if item == "project" else "course", steps)
+    if item in ("project", "project_float32", "course"):
+        configuration = "course" if item == "course" else "tutorial"
+        return _measure_fit(configuration, steps, "off" if item.endswith("float32") else "auto")
     if item == "translate":
         return _measure_translate(steps)
     if item == "pipeline":
@@ -205,9 +208,10 @@ def measure(item: str, steps: int) -> dict[str, Any]:
     raise ValueError(f"unknown item {item!r}; use one of {ITEMS}")
 
 
-def _measure_fit(profile: str, steps: int) -> dict[str, Any]:
+def _measure_fit(profile: str, steps: int, precision: str = "auto") -> dict[str, Any]:
     from . import models, profiles, training
 
+    training.use_mixed_precision(precision)
     if profile == "tutorial":
         size, batch, g_name, d_name = 256, 1, "tutorial", "tutorial"
     else:
@@ -225,7 +229,7 @@ def _measure_fit(profile: str, steps: int) -> dict[str, Any]:
         models.patchgan_discriminator(d_name, size),
         config,
     )
-    model.compile_for_training(jit_compile=False)
+    model.compile_for_training(mixed_precision=precision != "off", jit_compile=False)
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (batch, size, size, 1)).astype(np.float32)
     data = tf.data.Dataset.from_tensors((x, x)).repeat()
@@ -238,6 +242,7 @@ def _measure_fit(profile: str, steps: int) -> dict[str, Any]:
         ),
         "images_per_step": 2 * batch,
         "configuration": f"{g_name} {size}px batch {batch}",
+        "precision": keras.mixed_precision.global_policy().name,
     }
 
 
@@ -310,7 +315,8 @@ def _run_item(item: str, steps: int) -> dict[str, Any]:
 
 def run(quick: bool = False, out: str | os.PathLike = "benchmarks/results") -> dict[str, Any]:
     """Run every item; write results.json and results.md into `out`; return the results."""
-    steps = {"ceiling": 10, "reference": 3 if quick else 8, "project": 3 if quick else 8}
+    slow = 3 if quick else 8
+    steps = {"ceiling": 10, "reference": slow, "project": slow, "project_float32": slow}
     rows = {}
     for item in ITEMS:
         print(f"measuring {item} ...", flush=True)
@@ -326,6 +332,10 @@ def run(quick: bool = False, out: str | os.PathLike = "benchmarks/results") -> d
         "speedup_vs_reference": rows["project"]["images_per_s"]
         / rows["reference"]["images_per_s"],
         "fraction_of_ceiling": rows["project"]["fraction_of_ceiling"],
+        "project_precision": rows["project"]["precision"],
+        "speedup_vs_reference_float32": rows["project_float32"]["images_per_s"]
+        / rows["reference"]["images_per_s"],
+        "fraction_of_ceiling_float32": rows["project_float32"]["fraction_of_ceiling"],
         "course_images_per_s": rows["course"]["images_per_s"],
         "pipeline_vs_training": rows["pipeline"]["images_per_s"] / rows["course"]["images_per_s"],
         "translate_slices_per_s": rows["translate"]["images_per_s"],
@@ -346,7 +356,12 @@ def markdown_table(results: dict[str, Any]) -> str:
         "| item | s/step | images/s | GFLOP/step | GFLOP/s | of ceiling | peak memory |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name, row in results["items"].items():
+    for item, row in results["items"].items():
+        name = (
+            f"{item} ({row['precision']})"
+            if row.get("precision", "float32") != "float32"
+            else item
+        )
         flops = row.get("flops_per_step")
         lines.append(
             f"| {name} | {row['seconds_per_step']:.4f} | {row['images_per_s']:.1f} | "
@@ -359,9 +374,11 @@ def markdown_table(results: dict[str, Any]) -> str:
     lines += [
         "",
         f"- ceiling (conv2d): {results['ceiling_gflops']:.0f} GFLOP/s",
-        f"- project vs tutorial reference (images/s): {results['speedup_vs_reference']:.2f}x",
+        f"- project ({results['project_precision']}) vs tutorial reference (float32), "
+        f"images/s: {results['speedup_vs_reference']:.2f}x; in float32 too: "
+        f"{results['speedup_vs_reference_float32']:.2f}x",
         f"- project step at the tutorial configuration: {results['fraction_of_ceiling']:.0%} "
-        "of the ceiling",
+        f"of the float32 conv2d ceiling ({results['fraction_of_ceiling_float32']:.0%} in float32)",
         f"- input pipeline vs course training consumption: {results['pipeline_vs_training']:.0f}x",
         f"- translate: {results['translate_slices_per_s']:.0f} slices/s",
     ]

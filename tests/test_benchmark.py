@@ -36,15 +36,19 @@ def test_items_report_what_the_table_needs(tmp_path) -> None:
         item: {"seconds_per_step": 1.0, "images_per_step": 2, "peak_memory_mib": 100.0}
         for item in benchmark.ITEMS
     }
-    for item in ("ceiling", "reference", "project", "course"):
+    for item in ("ceiling", "reference", "project", "project_float32", "course"):
         rows[item]["flops_per_step"] = 4e9
         rows[item]["gflops"], rows[item]["fraction_of_ceiling"] = 4.0, 0.5
+    rows["project"]["precision"] = "mixed_bfloat16"
     for row in rows.values():
         row["images_per_s"] = 2.0
     results = {
         "ceiling_gflops": 8.0,
         "speedup_vs_reference": 1.0,
         "fraction_of_ceiling": 0.5,
+        "project_precision": "mixed_bfloat16",
+        "speedup_vs_reference_float32": 1.0,
+        "fraction_of_ceiling_float32": 0.5,
         "course_images_per_s": 2.0,
         "pipeline_vs_training": 1.0,
         "translate_slices_per_s": 2.0,
@@ -53,4 +57,6 @@ def test_items_report_what_the_table_needs(tmp_path) -> None:
     table = benchmark.markdown_table(results)
     assert table.count("\n| ") == len(benchmark.ITEMS)  # one row per item after the header
     assert "| reference | 1.0000 | 2.0 | 4.0 | 4 | 50% | 100 MiB |" in table
+    assert "| project (mixed_bfloat16) | 1.0000 |" in table
+    assert "project (mixed_bfloat16) vs tutorial reference (float32)" in table
     json.dumps(results)
