@@ -40,9 +40,10 @@ def float32_copy(model: keras.Model) -> keras.Model:
     every user of the export compute in 16 bits (slow, or unsupported, on many CPUs). The
     weights are float32 either way, so they are copied unchanged."""
     config = keras.saving.serialize_keras_object(model)
-    if '"mixed_' not in json.dumps(config):
+    float32_config = _float32_policies(config)
+    if float32_config == config:
         return model
-    copy = keras.saving.deserialize_keras_object(_float32_policies(config))
+    copy = keras.saving.deserialize_keras_object(float32_config)
     copy.set_weights(model.get_weights())
     return copy
 

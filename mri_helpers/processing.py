@@ -157,7 +157,8 @@ def to_model_geometry(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def to_original_geometry(image: np.ndarray | tf.Tensor, geometry: Geometry) -> np.ndarray:
-    """The exact inverse of `to_model_geometry`: resize to the padded square, then crop."""
+    """The exact inverse of `to_model_geometry`: resize to the padded square (if it was
+    resized), then crop."""
     image = np.asarray(image, dtype=np.float32)
     size = image.shape[0]
     side = max(geometry.side, size)

@@ -189,6 +189,10 @@ class CycleGAN(keras.Model):
             self.config.learning_rate, self.config.decay_start_step, self.config.total_steps
         )
 
+        # float16 gradients underflow without loss scaling; bfloat16 has float32's range.
+        policy = keras.mixed_precision.global_policy()
+        loss_scaling = mixed_precision and policy.compute_dtype == "float16"
+
         def adam(name: str, average: float = 0.0) -> keras.optimizers.Optimizer:
             optimizer = keras.optimizers.Adam(
                 self.schedule,
@@ -198,10 +202,6 @@ class CycleGAN(keras.Model):
                 name=f"adam_{name}",
             )
             return keras.optimizers.LossScaleOptimizer(optimizer) if loss_scaling else optimizer
-
-        # float16 gradients underflow without loss scaling; bfloat16 has float32's range.
-        policy = keras.mixed_precision.global_policy()
-        loss_scaling = mixed_precision and policy.compute_dtype == "float16"
 
         average = self.config.generator_average
         self.network_optimizers = {
@@ -404,8 +404,12 @@ class AveragedGenerators(keras.callbacks.Callback):
     Training itself always continues from the raw weights.
     """
 
+    def __init__(self):
+        super().__init__()
+        self.raw_weights = None  # the generators' own weights while the average is shown
+
     def on_epoch_begin(self, epoch, logs=None):
-        if getattr(self, "raw_weights", None) is not None:
+        if self.raw_weights is not None:
             for generator, weights in zip(self._generators(), self.raw_weights, strict=True):
                 generator.set_weights(weights)
         self.raw_weights = None
