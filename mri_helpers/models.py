@@ -3,8 +3,13 @@
 Generator: the modified U-Net of pix2pix and the TensorFlow CycleGAN tutorial. Stride-2 4x4
 convolutions halve the image `depth` times (no normalisation on the first), transposed
 convolutions double it back, and skip connections hand every scale's detail straight to the
-decoder; tanh keeps the output in [-1, 1]. Discriminator: a PatchGAN, whose every output pixel
-judges one patch of the input (its receptive field) as real or generated.
+decoder; tanh keeps the output in [-1, 1]. Optionally (`full_resolution`, used by `compact`)
+a 3x3 convolution at full size before the first down-block, whose features join the decoder's
+last, full-size stage: the pix2pix U-Net has no skip at full size, so pixel-scale detail must
+squeeze through the half-size features, and small networks blur it.
+
+Discriminator: a PatchGAN, whose every output pixel judges one patch of the input (its
+receptive field) as real or generated.
 
 Instance normalisation is `keras.layers.GroupNormalization(groups=-1)`: one group per channel
 is exactly instance norm, and it is a core Keras layer, so saved `.keras` models reload in
@@ -30,6 +35,7 @@ class GeneratorConfig:
     filters: tuple[int, ...]
     dropout_blocks: int = 3  # the first up-blocks use dropout (pix2pix's noise source)
     dropout_rate: float = 0.5
+    full_resolution: int = 0  # channels of the full-size stem and skip; 0: none (pix2pix)
 
     @property
     def depth(self) -> int:
@@ -49,9 +55,9 @@ GENERATORS = {
     # The TensorFlow CycleGAN tutorial's U-Net: 8 levels, 54,408,833 parameters at 1 channel.
     "tutorial": GeneratorConfig((64, 128, 256, 512, 512, 512, 512, 512)),
     # Sized for a 2-core CPU at 224x224, the slices' own resolution: five levels, few
-    # channels where the images are large (16 at 112x112), 128 at most; costs about what a
-    # 4-level 32-to-128 U-Net costs at 128x128, without losing the detail 128 px throws away.
-    "compact": GeneratorConfig((16, 32, 64, 128, 128)),
+    # channels where the images are large (16 at 112x112), 128 at most, and a 16-channel
+    # full-size skip, which measurably keeps fine detail (README, "Quality").
+    "compact": GeneratorConfig((16, 32, 64, 128, 128), full_resolution=16),
 }
 DISCRIMINATORS = {
     "tiny": DiscriminatorConfig((16, 32, 64, 64)),
@@ -136,7 +142,19 @@ def unet_generator(
     config = generator_config(config)
     check_image_size(image_size, config.depth)
     inputs = keras.Input((image_size, image_size, channels), name="image")
-    x, skips = inputs, []
+    x = stem = inputs
+    if config.full_resolution:
+        stem = keras.Sequential(
+            [
+                keras.layers.Conv2D(
+                    config.full_resolution, 3, padding="same", kernel_initializer=_init()
+                ),
+                keras.layers.LeakyReLU(0.2),
+            ],
+            name="stem",
+        )(inputs)
+        x = stem
+    skips = []
     for i, filters in enumerate(config.filters):
         x = down_block(filters, normalize=i > 0, name=f"down{i + 1}")(x)
         skips.append(x)
@@ -144,9 +162,16 @@ def unet_generator(
         dropout = config.dropout_rate if i < config.dropout_blocks else 0.0
         x = up_block(filters, dropout, name=f"up{i + 1}")(x)
         x = keras.layers.Concatenate(name=f"skip{i + 1}")([x, skip])
-    x = keras.layers.Conv2DTranspose(
-        channels, 4, strides=2, padding="same", kernel_initializer=_init(), name="to_image"
-    )(x)
+    if config.full_resolution:
+        x = up_block(config.full_resolution, name=f"up{config.depth}")(x)
+        x = keras.layers.Concatenate(name="skip_full")([x, stem])
+        x = keras.layers.Conv2D(
+            channels, 3, padding="same", kernel_initializer=_init(), name="to_image"
+        )(x)
+    else:
+        x = keras.layers.Conv2DTranspose(
+            channels, 4, strides=2, padding="same", kernel_initializer=_init(), name="to_image"
+        )(x)
     outputs = keras.layers.Activation("tanh", dtype="float32", name="tanh")(x)
     return keras.Model(inputs, outputs, name=name)
 

@@ -31,6 +31,17 @@ def test_generators_keep_shape_and_range(name: str) -> None:
     assert out.shape == images.shape and np.abs(out).max() <= 1.0
 
 
+def test_full_resolution_skip_joins_full_size_features_to_the_decoder() -> None:
+    compact = models.unet_generator("compact", 224)
+    stem, joined = compact.get_layer("stem"), compact.get_layer("skip_full")
+    assert stem.output.shape == (None, 224, 224, 16)
+    assert joined.output.shape == (None, 224, 224, 32)  # decoder's 16 + the stem's 16
+    assert compact.get_layer("to_image").kernel.shape == (3, 3, 32, 1)
+    # Without it (the tutorial's U-Net), the last stage is the transposed conv from half size.
+    names = {layer.name for layer in models.unet_generator("tiny", 64).layers}
+    assert "stem" not in names and "skip_full" not in names
+
+
 def test_sizes_that_do_not_divide_are_refused_clearly() -> None:
     with pytest.raises(models.ModelConfigError, match=r"multiple of 2\*\*8 = 256 \(e.g. 256\)"):
         models.unet_generator("tutorial", 128)
@@ -40,8 +51,12 @@ def test_sizes_that_do_not_divide_are_refused_clearly() -> None:
         models.unet_generator("big", 128)
 
 
-def test_saved_generator_reloads_in_safe_mode_with_identical_outputs(tmp_path: Path) -> None:
-    generator = models.unet_generator(models.GeneratorConfig((8, 16, 32)), 32)
+@pytest.mark.parametrize("full_resolution", [0, 4])
+def test_saved_generator_reloads_in_safe_mode_with_identical_outputs(
+    tmp_path: Path, full_resolution: int
+) -> None:
+    config = models.GeneratorConfig((8, 16, 32), full_resolution=full_resolution)
+    generator = models.unet_generator(config, 32)
     images = np.random.default_rng(1).uniform(-1, 1, (2, 32, 32, 1)).astype(np.float32)
     path = tmp_path / "generator.keras"
     generator.save(path)

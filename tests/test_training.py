@@ -15,11 +15,21 @@ SMALL_D = models.DiscriminatorConfig((8, 16, 32))
 
 
 def build(
-    seed: int = 0, pool_size: int = 0, epochs: int = 2, steps: int = 2, g=SMALL_G, average=0.0
+    seed: int = 0,
+    pool_size: int = 0,
+    epochs: int = 2,
+    steps: int = 2,
+    g=SMALL_G,
+    average=0.0,
+    histogram=0.0,
 ):
     mh.set_seed(seed)
     config = training.TrainingConfig(
-        epochs=epochs, steps_per_epoch=steps, pool_size=pool_size, generator_average=average
+        epochs=epochs,
+        steps_per_epoch=steps,
+        pool_size=pool_size,
+        generator_average=average,
+        histogram_weight=histogram,
     )
     model = training.CycleGAN(
         models.unet_generator(g, SIZE),
@@ -87,8 +97,10 @@ def test_train_step_lowers_cycle_loss_and_updates_every_network() -> None:
 
 
 def test_batched_calls_give_the_tutorials_losses() -> None:
-    """The speed-up (one call per network on several images) keeps the mathematics."""
-    model = build(pool_size=0)
+    """The speed-up (one call per network on several images) keeps the mathematics; with a
+    full-size skip in the generators and the histogram loss on."""
+    g = models.GeneratorConfig((8, 16, 32), dropout_blocks=0, full_resolution=4)
+    model = build(pool_size=0, g=g, histogram=2.0)
     x, y = images(3, 2), images(4, 2)
     ours = {k: float(v) for k, v in model.compute_losses(x, y, training=False).items()}
     g, f = model.generator_g, model.generator_f
@@ -98,14 +110,18 @@ def test_batched_calls_give_the_tutorials_losses() -> None:
     reference = {
         "g_t1_to_t2": losses.generator_adversarial_loss(d_t2(fake_y))
         + cycle
-        + losses.identity_loss(y, g(y)),
+        + losses.identity_loss(y, g(y))
+        + losses.histogram_loss(y, fake_y, 2.0),
         "f_t2_to_t1": losses.generator_adversarial_loss(d_t1(fake_x))
         + cycle
-        + losses.identity_loss(x, f(x)),
+        + losses.identity_loss(x, f(x))
+        + losses.histogram_loss(x, fake_x, 2.0),
         "d_t2": losses.discriminator_loss(d_t2(y), d_t2(fake_y)),
         "d_t1": losses.discriminator_loss(d_t1(x), d_t1(fake_x)),
         "cycle": cycle,
+        "histogram": losses.histogram_loss(y, fake_y, 2.0) + losses.histogram_loss(x, fake_x, 2.0),
     }
+    assert ours["histogram"] > 0
     for name, value in reference.items():
         assert ours[name] == pytest.approx(float(value), rel=1e-5), name
 
@@ -238,6 +254,21 @@ def test_warm_start_moves_generators_towards_the_classical_guess() -> None:
     for direction in ("t1-to-t2", "t2-to-t1"):
         assert after[direction] < before[direction]
     assert np.isnan(training.warm_start(model.generator_g, guesses, guesses, 0, 2))
+
+
+def test_warm_start_trains_under_float16() -> None:
+    """float16 (the GPU policy) needs loss scaling, or small gradients vanish; the warm start
+    gets it like the CycleGAN's own step; here it must still train (float16 works on CPU)."""
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        generator = models.unet_generator(SMALL_G, SIZE)
+        assert generator.layers[1].compute_dtype == "float16"
+        sources, targets = images(50, 4), -images(50, 4)
+        first = training.warm_start(generator, sources, targets, 1, 2, seed=0)
+        last = training.warm_start(generator, sources, targets, 40, 2, seed=0)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert np.isfinite(last) and last < first
 
 
 def test_cycle_noise_only_applies_while_training() -> None:
