@@ -57,24 +57,3 @@ def identity_loss(
     """weight * mean|y - G(y)|: a T2 image given to the T1->T2 generator should come out
     unchanged, which keeps the generator from shifting intensities it need not touch."""
     return weight * tf.reduce_mean(tf.abs(real - same))
-
-
-def histogram_loss(real: tf.Tensor, generated: tf.Tensor, weight: float = 1.0) -> tf.Tensor:
-    """weight * the 1-D Wasserstein distance between the pixel intensities of a batch of real
-    images and a batch of generated images of the same contrast: mean |sorted - sorted|.
-
-    Unpaired, like the adversarial loss, but it sees the whole batch's histogram where the
-    PatchGAN sees patches; it counters the GAN's habit of compressing the intensity range
-    (CSF not quite bright enough in T2). Batches of different sizes are compared at evenly
-    spaced quantiles.
-    """
-    real = tf.sort(tf.reshape(tf.cast(real, tf.float32), [-1]))
-    generated = tf.sort(tf.reshape(tf.cast(generated, tf.float32), [-1]))
-    n = tf.minimum(tf.size(real), tf.size(generated))
-
-    def quantiles(values: tf.Tensor) -> tf.Tensor:
-        last = tf.cast(tf.size(values) - 1, tf.float32)
-        positions = tf.round(tf.linspace(0.0, last, n))
-        return tf.gather(values, tf.cast(positions, tf.int32))
-
-    return weight * tf.reduce_mean(tf.abs(quantiles(real) - quantiles(generated)))

@@ -244,8 +244,7 @@ def plot_schedule(schedule, total_steps: int) -> plt.Figure:
 
 
 def plot_losses(history_csv) -> plt.Figure:
-    """The losses per epoch, from the run's history.csv (resumed runs included); a loss
-    missing from an older history is left out."""
+    """The six losses per epoch, from the run's history.csv (resumed runs included)."""
     import csv
 
     with open(history_csv, newline="") as f:
@@ -255,10 +254,10 @@ def plot_losses(history_csv) -> plt.Figure:
     groups = [
         (("g_t1_to_t2", "f_t2_to_t1"), "generators (total)"),
         (("d_t2", "d_t1"), "discriminators"),
-        (("cycle", "identity", "histogram"), "cycle, identity, histogram"),
+        (("cycle", "identity"), "cycle and identity"),
     ]
     for ax, (names, title) in zip(axes, groups, strict=True):
-        for name in (n for n in names if rows and n in rows[0]):
+        for name in names:
             ax.plot(epochs, [float(r[name]) for r in rows], marker=".", label=name)
         ax.set_title(title)
         ax.set_xlabel("epoch")

@@ -79,7 +79,6 @@ SPECS: dict[str, Spec] = {
     "LEARNING_RATE": Spec(float, "Adam learning rate", low=1e-7, high=1e-2),
     "LAMBDA_CYCLE": Spec(float, "weight of the cycle-consistency loss", low=0.0, high=1000.0),
     "IDENTITY_WEIGHT": Spec(float, "identity loss weight, share of LAMBDA_CYCLE", 0.0, 10.0),
-    "HISTOGRAM_WEIGHT": Spec(float, "weight of the intensity-histogram loss; 0: off", 0.0, 100.0),
     "ADVERSARIAL": Spec(str, "adversarial loss", choices=("lsgan", "bce")),
     "GENERATOR_AVERAGE": Spec(float, "momentum of the generators' weight average", 0.0, 0.9999),
     "POOL_SIZE": Spec(int, "history pool of generated images; 0: off", low=0, high=1000),

@@ -32,7 +32,6 @@ class TrainingConfig:
     decay_from_epoch: int | None = None  # None: half-way, as in the paper (100 of 200)
     lambda_cycle: float = losses.LAMBDA_CYCLE
     identity_weight: float = 0.5  # identity loss weight, as a share of lambda_cycle
-    histogram_weight: float = 0.0  # weight of the intensity-histogram loss; 0: off (paper)
     adversarial: str = "lsgan"
     pool_size: int = 50
     cycle_noise: float = 0.0  # std of noise added to fakes before the way back ([-1, 1] scale)
@@ -141,7 +140,7 @@ class ImagePool(keras.layers.Layer):
         return out
 
 
-LOSS_NAMES = ("g_t1_to_t2", "f_t2_to_t1", "d_t2", "d_t1", "cycle", "identity", "histogram")
+LOSS_NAMES = ("g_t1_to_t2", "f_t2_to_t1", "d_t2", "d_t1", "cycle", "identity")
 NETWORK_LOSSES = {"g": "g_t1_to_t2", "f": "f_t2_to_t1", "d_t2": "d_t2", "d_t1": "d_t1"}
 
 
@@ -266,20 +265,17 @@ class CycleGAN(keras.Model):
         identity_weight = c.identity_weight * c.lambda_cycle
         identity_g = losses.identity_loss(real_t2, same_t2, identity_weight)
         identity_f = losses.identity_loss(real_t1, same_t1, identity_weight)
-        histogram_g = losses.histogram_loss(real_t2, fake_t2, c.histogram_weight)
-        histogram_f = losses.histogram_loss(real_t1, fake_t1, c.histogram_weight)
         adversarial_g = losses.generator_adversarial_loss(fake_logits_t2, c.adversarial)
         adversarial_f = losses.generator_adversarial_loss(fake_logits_t1, c.adversarial)
         d_t2 = losses.discriminator_loss(real_logits_t2, pooled_logits_t2, c.adversarial)
         d_t1 = losses.discriminator_loss(real_logits_t1, pooled_logits_t1, c.adversarial)
         return {
-            "g_t1_to_t2": adversarial_g + cycle + identity_g + histogram_g,
-            "f_t2_to_t1": adversarial_f + cycle + identity_f + histogram_f,
+            "g_t1_to_t2": adversarial_g + cycle + identity_g,
+            "f_t2_to_t1": adversarial_f + cycle + identity_f,
             "d_t2": d_t2,
             "d_t1": d_t1,
             "cycle": cycle,
             "identity": identity_g + identity_f,
-            "histogram": histogram_g + histogram_f,
         }
 
     def _judge(self, discriminator, pool, real, fake, training: bool):
