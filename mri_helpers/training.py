@@ -189,10 +189,6 @@ class CycleGAN(keras.Model):
             self.config.learning_rate, self.config.decay_start_step, self.config.total_steps
         )
 
-        # float16 gradients underflow without loss scaling; bfloat16 has float32's range.
-        policy = keras.mixed_precision.global_policy()
-        loss_scaling = mixed_precision and policy.compute_dtype == "float16"
-
         def adam(name: str, average: float = 0.0) -> keras.optimizers.Optimizer:
             optimizer = keras.optimizers.Adam(
                 self.schedule,
@@ -201,7 +197,7 @@ class CycleGAN(keras.Model):
                 ema_momentum=average or 0.99,
                 name=f"adam_{name}",
             )
-            return keras.optimizers.LossScaleOptimizer(optimizer) if loss_scaling else optimizer
+            return loss_scaled(optimizer) if mixed_precision else optimizer
 
         average = self.config.generator_average
         self.network_optimizers = {
@@ -576,9 +572,9 @@ def precision_policy(
 
     Mixed precision computes in 16 bits and keeps the weights in float32. On a GPU that is
     float16 (roughly twice the throughput). On a CPU it is bfloat16, which pays only where the
-    processor computes it natively (AVX512_BF16 or AMX): there it measured 1.7x faster for the
-    tutorial's step and 1.3x for the `course` step (README, "Performance"); elsewhere it is
-    emulated and slower, so "auto" keeps float32.
+    processor computes it natively (AVX512_BF16 or AMX): there the tutorial's step measured
+    1.6x faster (README, "Performance"); elsewhere it is emulated and slower, so "auto" keeps
+    float32.
     """
     if setting not in ("auto", "on", "off"):
         raise ValueError(f"mixed precision {setting!r}: use 'auto', 'on' or 'off'.")
@@ -597,6 +593,14 @@ def cpu_computes_bfloat16(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> bool:
         return False  # not Linux, or unreadable: do not guess
     flags = {f for line in text.splitlines() if line.startswith("flags") for f in line.split()}
     return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def loss_scaled(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
+    """`optimizer` with loss scaling if the policy computes in float16, whose small gradients
+    underflow without it; unchanged otherwise (bfloat16 has float32's range)."""
+    if keras.mixed_precision.global_policy().compute_dtype == "float16":
+        return keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
 
 
 def distribution_strategy() -> tf.distribute.Strategy:
@@ -642,9 +646,7 @@ def warm_start(
         return float("nan")
     data = tf.data.Dataset.from_tensor_slices((sources, targets))
     data = data.shuffle(len(sources), seed=seed).repeat().batch(batch_size, drop_remainder=True)
-    optimizer = keras.optimizers.Adam(learning_rate, beta_1=0.5)
-    if keras.mixed_precision.global_policy().compute_dtype == "float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)  # as in the CycleGAN's step
+    optimizer = loss_scaled(keras.optimizers.Adam(learning_rate, beta_1=0.5))
     variables = generator.trainable_variables
 
     @tf.function

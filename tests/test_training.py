@@ -257,6 +257,20 @@ def test_warm_start_trains_under_float16() -> None:
     assert np.isfinite(last) and last < first
 
 
+def test_only_float16_gets_loss_scaling() -> None:
+    try:
+        for policy, scaled in (
+            ("mixed_float16", True),
+            ("mixed_bfloat16", False),
+            ("float32", False),
+        ):
+            keras.mixed_precision.set_global_policy(policy)
+            optimizer = training.loss_scaled(keras.optimizers.Adam())
+            assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer) == scaled, policy
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
 def test_cycle_noise_only_applies_while_training() -> None:
     model = build(pool_size=0)
     x, y = images(30, 2), images(31, 2)
