@@ -1,8 +1,8 @@
 """Helpers for the unpaired T1 <-> T2 MRI CycleGAN course: `import mri_helpers as mh`.
 
 The modules follow the course: data (01) -> processing (02) -> models and losses (03) ->
-training and evaluation (04) -> plotting. TensorFlow-heavy modules load on first use, so that
-`mri-course check-data` and the data lesson start quickly.
+training, calibration and evaluation (04) -> plotting. TensorFlow-heavy modules load on first
+use, so that `mri-course check-data` and the data lesson start quickly.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ __all__ = [
 ]
 
 _LAZY_MODULES = {
+    "calibration",
     "evaluation",
     "export",
     "losses",

@@ -134,6 +134,13 @@ def mean_metrics(
     return {key: float(np.mean([row[key] for row in rows])) for key in rows[0]}
 
 
+def head_intensities(images: Sequence[np.ndarray], slices: Sequence[Slice]) -> np.ndarray:
+    """The grey levels of `images` inside the head of the matching `slices`, as one array."""
+    return np.concatenate(
+        [np.asarray(i)[head_mask(s.image)] for i, s in zip(images, slices, strict=True)]
+    )
+
+
 # --- classical unpaired baselines --------------------------------------------------------
 def inversion_baseline(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The simplest T1 <-> T2 'translation': invert the grey levels inside the head."""
@@ -241,11 +248,9 @@ def course_report(
     for s, generated in zip(t1, fake_t2, strict=True):
         region = brain_region(s.image)
         correlations.append(stats.spearmanr(s.image[region], generated[region]).statistic)
-    real_t2 = np.concatenate([s.image[head_mask(s.image)] for s in t2])
-    generated_t2 = np.concatenate(
-        [g[head_mask(s.image)] for s, g in zip(t1, fake_t2, strict=True)]
-    )
-    input_t1 = np.concatenate([s.image[head_mask(s.image)] for s in t1])
+    real_t2 = head_intensities([s.image for s in t2], t2)
+    generated_t2 = head_intensities(fake_t2, t1)
+    input_t1 = head_intensities([s.image for s in t1], t1)
     distance_generated = stats.wasserstein_distance(generated_t2, real_t2)
     distance_input = stats.wasserstein_distance(input_t1, real_t2)
     return {
@@ -262,7 +267,10 @@ def evaluate_export(models_dir: str, data: str = "course") -> dict:
 
     `data`: "course" (the zip, found as usual), "phantom", or a path. The held-out split is
     rebuilt from the fraction and seed recorded at export, so it is the one training never saw.
+    Calibrated exports are also scored without their calibration (`*_uncalibrated`), so the
+    network's own share of the figures stays visible.
     """
+    from .calibration import calibration_of, network_of
     from .data import find_data, load_dataset
     from .errors import DataError
     from .export import load_generator
@@ -281,6 +289,8 @@ def evaluate_export(models_dir: str, data: str = "course") -> dict:
     size = config["image_size"]
     cleaning = Cleaning(**config["cleaning"]) if config.get("cleaning") else None
     result = {"data": dataset.source, "image_size": size, "held_out": split.test}
+    is_calibrated = any(calibration_of(g) is not None for g in (generator_g, generator_f))
+    networks = network_of(generator_g), network_of(generator_f)
     if dataset.is_phantom:
         report = phantom_report(
             {"t1-to-t2": generator_g, "t2-to-t1": generator_f}, dataset, split, size, cleaning
@@ -292,6 +302,20 @@ def evaluate_export(models_dir: str, data: str = "course") -> dict:
             f"{max(r['inversion']['whole']['ssim'], r['quantile']['whole']['ssim']):.3f}"
             for direction, r in report.items()
         ]
+        if is_calibrated:
+            alone = phantom_report(
+                dict(zip(DIRECTIONS, networks, strict=True)),
+                dataset,
+                split,
+                size,
+                cleaning,
+                baselines=False,
+            )
+            result["phantom_uncalibrated"] = alone
+            result["summary"].append(
+                "without calibration: "
+                + ", ".join(f"{d} {r['model']['whole']['ssim']:.3f}" for d, r in alone.items())
+            )
     else:
         report = course_report(generator_g, generator_f, dataset, split, size, cleaning)
         result["course"] = report
@@ -307,6 +331,14 @@ def evaluate_export(models_dir: str, data: str = "course") -> dict:
             f"{report['histogram_distance_input_t1']:.1f} "
             f"(ratio {report['histogram_distance_ratio']:.2f})",
         ]
+        if is_calibrated:
+            alone = course_report(*networks, dataset, split, size, cleaning)
+            result["course_uncalibrated"] = alone
+            result["summary"].append(
+                "without calibration: cycle SSIM "
+                f"{alone['cycle_ssim_t1']:.3f}, {alone['cycle_ssim_t2']:.3f}; histogram ratio "
+                f"{alone['histogram_distance_ratio']:.2f}"
+            )
     return result
 
 

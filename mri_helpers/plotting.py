@@ -333,3 +333,27 @@ def plot_quality_over_time(quality_csv, target: float | None = None) -> plt.Figu
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def plot_calibration(
+    tables: dict[str, Sequence[float]], intensities: dict[str, np.ndarray]
+) -> plt.Figure:
+    """Left: each generator's grey-level calibration (network output -> exported output).
+    Right: grey-level histograms inside the head, e.g. real T2 against generated T2 before
+    and after calibration."""
+    fig, (curves, histograms) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for name, table in tables.items():
+        levels = np.linspace(0, 255, len(table))
+        curves.plot(levels, (np.asarray(table) + 1) * 127.5, label=name)
+    curves.plot([0, 255], [0, 255], color="grey", linestyle=":", label="unchanged")
+    curves.set(xlabel="network output grey level", ylabel="exported grey level")
+    curves.set_title("calibration")
+    curves.legend()
+    bins = np.arange(0, 257, 4)
+    for name, values in intensities.items():
+        histograms.hist(values, bins=bins, density=True, histtype="step", label=name)
+    histograms.set(xlabel="grey level inside the head", ylabel="density")
+    histograms.set_title("held-out slices")
+    histograms.legend()
+    fig.tight_layout()
+    return fig

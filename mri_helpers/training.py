@@ -456,24 +456,41 @@ class SampleImages(keras.callbacks.Callback):
 
 
 class PeriodicExport(keras.callbacks.Callback):
-    """Export both generators every `every` epochs and at the end (atomically)."""
+    """Export both generators every `every` epochs and at the end (atomically).
 
-    def __init__(self, models_dir: str | os.PathLike, every: int, image_size: int, extra: dict):
+    With `calibration_data` (prepared training T1 and T2 images), each export is first given
+    an output intensity calibration fitted on them (`mri_helpers.calibration`).
+    """
+
+    def __init__(
+        self,
+        models_dir: str | os.PathLike,
+        every: int,
+        image_size: int,
+        extra: dict,
+        calibration_data: tuple[np.ndarray, np.ndarray] | None = None,
+    ):
         super().__init__()
         self.models_dir, self.every = Path(models_dir), max(1, every)
         self.image_size, self.extra = image_size, extra
+        self.calibration_data = calibration_data
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every == 0 or epoch + 1 == self.params.get("epochs"):
             self.export(epoch + 1)
 
     def export(self, epoch: int) -> None:
+        from .calibration import calibrated, fit_calibration
         from .export import export_generator
 
-        extra = {**self.extra, "epoch": epoch}
-        for direction, generator in (
-            ("t1-to-t2", self.model.generator_g), ("t2-to-t1", self.model.generator_f)
-        ):  # fmt: skip
+        extra = {**self.extra, "epoch": epoch, "calibrated": bool(self.calibration_data)}
+        t1, t2 = self.calibration_data or (None, None)
+        for direction, generator, sources, targets in (
+            ("t1-to-t2", self.model.generator_g, t1, t2),
+            ("t2-to-t1", self.model.generator_f, t2, t1),
+        ):
+            if self.calibration_data:
+                generator = calibrated(generator, fit_calibration(generator, sources, targets))
             export_generator(generator, self.models_dir, direction, self.image_size, extra)
 
 
@@ -512,8 +529,10 @@ def make_callbacks(
     progress_every: int = 1,
     quality: QualityOverTime | None = None,
     averaged: bool = False,
+    calibration_data: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[keras.callbacks.Callback]:
-    """Progress, NaN guard, resumable checkpoints, TensorBoard, sample images, export."""
+    """Progress, NaN guard, resumable checkpoints, TensorBoard, sample images, export
+    (calibrated on `calibration_data`, prepared training T1 and T2, when given)."""
     run_dir = Path(run_dir)
     return [
         StopOnNonFinite(),
@@ -525,7 +544,9 @@ def make_callbacks(
         *([quality] if quality else []),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), update_freq="epoch"),
         SampleImages(*samples, run_dir / "samples"),
-        PeriodicExport(run_dir / "models", export_every, image_size, export_extra),
+        PeriodicExport(
+            run_dir / "models", export_every, image_size, export_extra, calibration_data
+        ),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         ProgressLog(progress_every),
     ]
