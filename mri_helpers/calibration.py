@@ -8,11 +8,13 @@ monotone grey-level mapping fitted once on training slices, quantile to quantile
 generator's output to real images of the target contrast. It is appended to the exported
 generator as a layer, so the `.keras` file and the SavedModel both apply it.
 
-Monotone means it cannot change which pixel is brighter than which, nor anything that depends
-on the input slice: it only re-spaces the grey levels, the same way for every image.
+Monotone means it never makes a darker pixel brighter than a lighter one, so it cannot move
+anatomy; and it is the same for every image. It only re-spaces the grey levels.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -29,19 +31,20 @@ LANDMARKS = np.linspace(0.01, 0.99, 99)  # the 1st to 99th percentiles inside th
 @keras.saving.register_keras_serializable(package="mri_helpers")
 class IntensityCalibration(keras.layers.Layer):
     """A fixed monotone grey-level mapping of [-1, 1]: `table` holds its values at
-    TABLE_SIZE evenly spaced levels, linearly interpolated in between."""
+    TABLE_SIZE evenly spaced levels, linearly interpolated in between. It always computes in
+    float32 (any `dtype` given is ignored), like the generator's output it follows."""
 
-    def __init__(self, table, **kwargs):
-        kwargs["dtype"] = "float32"  # after the float32 output; never computed in 16 bits
+    def __init__(self, table: Sequence[float], **kwargs):
+        kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
         values = np.asarray(table, np.float64)
         if values.shape != (TABLE_SIZE,) or not np.all(np.isfinite(values)):
             raise ValueError(f"a calibration table holds {TABLE_SIZE} finite values")
         if np.any(np.diff(values) < 0) or values.min() < -1 or values.max() > 1:
             raise ValueError("a calibration table rises monotonically within [-1, 1]")
-        self.table = [float(v) for v in values]
+        self.table = tuple(float(v) for v in values)
 
-    def call(self, images):
+    def call(self, images: tf.Tensor) -> tf.Tensor:
         table = tf.constant(self.table, tf.float32)
         steps = TABLE_SIZE - 1
         position = (tf.clip_by_value(tf.cast(images, tf.float32), -1.0, 1.0) + 1.0) * (steps / 2)
@@ -51,7 +54,7 @@ class IntensityCalibration(keras.layers.Layer):
         return tf.gather(table, index) * (1 - fraction) + tf.gather(table, index + 1) * fraction
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "table": self.table}
+        return {**super().get_config(), "table": list(self.table)}
 
 
 def quantile_table(generated: np.ndarray, real: np.ndarray) -> np.ndarray:
@@ -60,10 +63,13 @@ def quantile_table(generated: np.ndarray, real: np.ndarray) -> np.ndarray:
     generated, real = np.ravel(generated), np.ravel(real)
     if generated.size == 0 or real.size == 0:
         raise ValueError("calibration needs grey levels of both generated and real images")
-    x = np.r_[-1.0, np.quantile(generated, LANDMARKS), 1.0]
-    y = np.r_[-1.0, np.quantile(real, LANDMARKS), 1.0]
-    distinct = np.r_[True, np.diff(x) > 1e-6]  # a flat stretch of output: keep its first level
-    return np.clip(np.interp(np.linspace(-1, 1, TABLE_SIZE), x[distinct], y[distinct]), -1, 1)
+    x = np.clip(np.r_[-1.0, np.quantile(generated, LANDMARKS), 1.0], -1, 1)
+    y = np.clip(np.r_[-1.0, np.quantile(real, LANDMARKS), 1.0], -1, 1)
+    # Landmarks on the same grey level (output that is flat there) map to their mean target.
+    levels, group = np.unique(x, return_inverse=True)
+    targets = np.bincount(group, weights=y) / np.bincount(group)
+    targets[0], targets[-1] = -1.0, 1.0  # levels[0] == -1 and levels[-1] == 1: kept in place
+    return np.interp(np.linspace(-1, 1, TABLE_SIZE), levels, targets)
 
 
 def head_levels(images: np.ndarray, masks_from: np.ndarray | None = None) -> np.ndarray:

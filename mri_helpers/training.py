@@ -473,6 +473,8 @@ class PeriodicExport(keras.callbacks.Callback):
         super().__init__()
         self.models_dir, self.every = Path(models_dir), max(1, every)
         self.image_size, self.extra = image_size, extra
+        if calibration_data is not None and min(len(images) for images in calibration_data) == 0:
+            raise ValueError("calibration_data needs training images of both contrasts")
         self.calibration_data = calibration_data
 
     def on_epoch_end(self, epoch, logs=None):
@@ -481,15 +483,17 @@ class PeriodicExport(keras.callbacks.Callback):
 
     def export(self, epoch: int) -> None:
         from .calibration import calibrated, fit_calibration
-        from .export import export_generator
+        from .export import export_generator, float32_copy
 
-        extra = {**self.extra, "epoch": epoch, "calibrated": bool(self.calibration_data)}
-        t1, t2 = self.calibration_data or (None, None)
+        is_calibrated = self.calibration_data is not None
+        extra = {**self.extra, "epoch": epoch, "calibrated": is_calibrated}
+        t1, t2 = self.calibration_data if is_calibrated else (None, None)
         for direction, generator, sources, targets in (
             ("t1-to-t2", self.model.generator_g, t1, t2),
             ("t2-to-t1", self.model.generator_f, t2, t1),
         ):
-            if self.calibration_data:
+            if is_calibrated:  # fitted on the float32 network that the export computes with
+                generator = float32_copy(generator)
                 generator = calibrated(generator, fit_calibration(generator, sources, targets))
             export_generator(generator, self.models_dir, direction, self.image_size, extra)
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from scipy import stats
 
 import mri_helpers as mh
@@ -39,12 +43,19 @@ def test_table_undoes_a_compressed_grey_scale() -> None:
     assert stats.wasserstein_distance(restored, real) < before / 10
 
 
-def test_a_flat_output_still_gives_a_valid_table() -> None:
-    table = calibration.quantile_table(np.full(1000, 0.3), np.linspace(-1, 1, 1000))
-    assert np.all(np.isfinite(table)) and np.all(np.diff(table) >= 0)
-    calibration.IntensityCalibration(table)  # accepted
+def test_flat_saturated_and_out_of_range_outputs_give_valid_tables() -> None:
+    real = np.linspace(-1, 1, 1001)
+    flat = calibration.quantile_table(np.full(1000, 0.3), real)
+    assert apply(flat, 0.3) == pytest.approx(0.0, abs=0.01)  # the flat level -> real median
+    saturated = np.r_[np.linspace(-0.5, 0.5, 900), np.ones(100)]  # 10 % stuck at white
+    wide = np.linspace(-1.5, 1.5, 1000)  # outside the tanh range
+    for generated in (flat, saturated, wide):
+        table = calibration.quantile_table(generated, real)
+        assert table[0] == -1 and table[-1] == 1 and np.all(np.diff(table) >= 0)
+        calibration.IntensityCalibration(table)  # accepted
+    assert apply(calibration.quantile_table(saturated, real), 0.0) == pytest.approx(-0.1, 0.05)
     with pytest.raises(ValueError, match="needs grey levels"):
-        calibration.quantile_table(np.array([]), np.linspace(-1, 1, 10))
+        calibration.quantile_table(np.array([]), real)
 
 
 @pytest.mark.parametrize(
@@ -79,7 +90,7 @@ def test_layer_interpolates_and_survives_safe_reload_and_saved_model(tmp_path: P
     folder = export.export_generator(model, tmp_path, "t1-to-t2", size)
     loaded, _ = export.load_generator(folder)  # safe mode
     np.testing.assert_allclose(loaded(x), model(x), atol=1e-5)
-    assert calibration.calibration_of(loaded).table == pytest.approx(list(table))
+    assert list(calibration.calibration_of(loaded).table) == pytest.approx(list(table))
     np.testing.assert_allclose(
         calibration.network_of(loaded)(x), generator(x, training=False), atol=1e-5
     )
@@ -111,31 +122,69 @@ def test_exports_are_calibrated_on_training_images_and_scored_both_ways(
     dataset = mh.load_dataset(course_zip)
     split = processing.holdout_split(dataset, 0.1, seed=0)
     cleaning = processing.Cleaning()
-    t1, t2 = (
-        processing.prepare(processing.select(dataset, m, split.train[m][:6]), size, cleaning)
+    train = {
+        m: processing.prepare(processing.select(dataset, m, split.train[m][:6]), size, cleaning)
         for m in ("t1", "t2")
-    )
+    }
     g = models.GeneratorConfig((8, 16, 32))
     d = models.DiscriminatorConfig((8, 16))
-    cyclegan = training.CycleGAN(
-        models.unet_generator(g, size),
-        models.unet_generator(g, size),
-        models.patchgan_discriminator(d, size),
-        models.patchgan_discriminator(d, size),
-        training.TrainingConfig(epochs=1, steps_per_epoch=1),
-    )
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")  # as trained on this CPU
+    try:
+        cyclegan = training.CycleGAN(
+            models.unet_generator(g, size),
+            models.unet_generator(g, size),
+            models.patchgan_discriminator(d, size),
+            models.patchgan_discriminator(d, size),
+            training.TrainingConfig(epochs=1, steps_per_epoch=1),
+        )
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
     extra = {"holdout_fraction": 0.1, "seed": 0, "cleaning": vars(cleaning)}
-    callback = training.PeriodicExport(tmp_path / "models", 1, size, extra, (t1, t2))
-    callback.set_model(cyclegan)
-    callback.export(1)
+    for folder, data in (("calibrated", (train["t1"], train["t2"])), ("plain", None)):
+        callback = training.PeriodicExport(tmp_path / folder, 1, size, extra, data)
+        callback.set_model(cyclegan)
+        callback.export(1)
 
-    shipped, config = export.load_generator(tmp_path / "models", "t1-to-t2")
-    assert config["calibrated"] is True
-    fitted = calibration.fit_calibration(cyclegan.generator_g, t1, t2)
-    assert calibration.calibration_of(shipped).table == pytest.approx(fitted.table)
+    for direction, (source, target) in evaluation.DIRECTIONS.items():
+        shipped, config = export.load_generator(tmp_path / "calibrated", direction)
+        assert config["calibrated"] is True
+        # On its training images, the export's grey levels land on the target contrast's.
+        made = calibration.head_levels(shipped(train[source]).numpy(), train[source])
+        real = calibration.head_levels(train[target])
+        landmarks = [0.1, 0.25, 0.5, 0.75, 0.9]
+        np.testing.assert_allclose(
+            np.quantile(made, landmarks), np.quantile(real, landmarks), atol=0.03
+        )
+        network = calibration.network_of(shipped)(train[source]).numpy()
+        before = calibration.head_levels(network, train[source])
+        assert stats.wasserstein_distance(made, real) < stats.wasserstein_distance(before, real)
+        plain, config = export.load_generator(tmp_path / "plain", direction)
+        assert config["calibrated"] is False and calibration.calibration_of(plain) is None
 
-    result = evaluation.evaluate_export(str(tmp_path / "models"), str(course_zip))
+    result = evaluation.evaluate_export(str(tmp_path / "calibrated"), str(course_zip))
     ratio = result["course"]["histogram_distance_ratio"]
     assert ratio < result["course_uncalibrated"]["histogram_distance_ratio"] / 2
     assert any("without calibration" in line for line in result["summary"])
     json.dumps(result)  # what --json writes
+    plain = evaluation.evaluate_export(str(tmp_path / "plain"), str(course_zip))
+    assert "course_uncalibrated" not in plain
+
+
+def test_translate_command_loads_a_calibrated_export_in_a_new_process(
+    course_zip: Path, tmp_path: Path
+) -> None:
+    size = 32
+    table = calibration.quantile_table(np.linspace(-1, 0, 100), np.linspace(-1, 1, 100))
+    generator = models.unet_generator(models.GeneratorConfig((8, 16)), size, name="g")
+    model = calibration.calibrated(generator, calibration.IntensityCalibration(table))
+    extra = {"holdout_fraction": 0.1, "seed": 0}
+    export.export_generator(model, tmp_path / "models", "t1-to-t2", size, extra, False)
+    with zipfile.ZipFile(course_zip) as archive:
+        (tmp_path / "in.png").write_bytes(archive.read("Tr1/TrainT1/Image #10.png"))
+    command = [sys.executable, "-m", "mri_helpers.cli", "translate", "--model"]
+    command += [str(tmp_path / "models"), "--direction", "t1-to-t2", str(tmp_path / "in.png")]
+    done = subprocess.run(
+        [*command, "--out", str(tmp_path / "out")], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert Image.open(tmp_path / "out" / "in.png").size == (181, 217)
