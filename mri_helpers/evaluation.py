@@ -267,9 +267,11 @@ def evaluate_export(models_dir: str, data: str = "course") -> dict:
 
     `data`: "course" (the zip, found as usual), "phantom", or a path. The held-out split is
     rebuilt from the fraction and seed recorded at export, so it is the one training never saw.
-    Calibrated exports are also scored without their calibration (`*_uncalibrated`), so the
-    network's own share of the figures stays visible.
+    Exports are also scored without their calibration (`*_uncalibrated`) and as the bare
+    network, without test-time augmentation either (`*_network`), so each part's share of the
+    figures stays visible.
     """
+    from . import test_time
     from .calibration import calibration_of, network_of
     from .data import find_data, load_dataset
     from .errors import DataError
@@ -290,7 +292,17 @@ def evaluate_export(models_dir: str, data: str = "course") -> dict:
     cleaning = Cleaning(**config["cleaning"]) if config.get("cleaning") else None
     result = {"data": dataset.source, "image_size": size, "held_out": split.test}
     is_calibrated = any(calibration_of(g) is not None for g in (generator_g, generator_f))
-    networks = network_of(generator_g), network_of(generator_f)
+    uncalibrated = network_of(generator_g), network_of(generator_f)
+    is_averaged = any(test_time.is_averaged(g) for g in uncalibrated)
+    variants = {
+        name: pair
+        for name, pair, wanted in (
+            ("uncalibrated", uncalibrated, is_calibrated),
+            ("network", tuple(test_time.network_of(g) for g in uncalibrated), is_averaged),
+        )
+        if wanted
+    }
+    titles = {"uncalibrated": "without calibration", "network": "network alone"}
     if dataset.is_phantom:
         report = phantom_report(
             {"t1-to-t2": generator_g, "t2-to-t1": generator_f}, dataset, split, size, cleaning
@@ -302,19 +314,19 @@ def evaluate_export(models_dir: str, data: str = "course") -> dict:
             f"{max(r['inversion']['whole']['ssim'], r['quantile']['whole']['ssim']):.3f}"
             for direction, r in report.items()
         ]
-        if is_calibrated:
-            alone = phantom_report(
-                dict(zip(DIRECTIONS, networks, strict=True)),
+        for name, pair in variants.items():
+            part = phantom_report(
+                dict(zip(DIRECTIONS, pair, strict=True)),
                 dataset,
                 split,
                 size,
                 cleaning,
                 baselines=False,
             )
-            result["phantom_uncalibrated"] = alone
+            result[f"phantom_{name}"] = part
             result["summary"].append(
-                "without calibration: "
-                + ", ".join(f"{d} {r['model']['whole']['ssim']:.3f}" for d, r in alone.items())
+                f"{titles[name]}: "
+                + ", ".join(f"{d} {r['model']['whole']['ssim']:.3f}" for d, r in part.items())
             )
     else:
         report = course_report(generator_g, generator_f, dataset, split, size, cleaning)
@@ -331,13 +343,13 @@ def evaluate_export(models_dir: str, data: str = "course") -> dict:
             f"{report['histogram_distance_input_t1']:.1f} "
             f"(ratio {report['histogram_distance_ratio']:.2f})",
         ]
-        if is_calibrated:
-            alone = course_report(*networks, dataset, split, size, cleaning)
-            result["course_uncalibrated"] = alone
+        for name, pair in variants.items():
+            part = course_report(*pair, dataset, split, size, cleaning)
+            result[f"course_{name}"] = part
             result["summary"].append(
-                "without calibration: cycle SSIM "
-                f"{alone['cycle_ssim_t1']:.3f}, {alone['cycle_ssim_t2']:.3f}; histogram ratio "
-                f"{alone['histogram_distance_ratio']:.2f}"
+                f"{titles[name]}: cycle SSIM {part['cycle_ssim_t1']:.3f}, "
+                f"{part['cycle_ssim_t2']:.3f}; histogram ratio "
+                f"{part['histogram_distance_ratio']:.2f}"
             )
     return result
 

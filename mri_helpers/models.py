@@ -213,7 +213,7 @@ def receptive_field(config: str | DiscriminatorConfig = "compact") -> int:
 
 def load_model(path: str | os.PathLike) -> keras.Model:
     """Load a `.keras` model in Keras's safe mode: a file that carries code is refused."""
-    from . import calibration  # noqa: F401  (registers the calibration layer exports carry)
+    from . import calibration, test_time  # noqa: F401  (register the layers exports carry)
 
     path = Path(path)
     if not path.is_file():

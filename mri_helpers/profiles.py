@@ -85,6 +85,7 @@ SPECS: dict[str, Spec] = {
     "WARM_START_STEPS": Spec(int, "steps fitting the generators to classical guesses", 0, 100_000),
     "EXPORT_EVERY": Spec(int, "export the generators every N epochs", low=1, high=10_000),
     "CALIBRATE": Spec(bool, "append a grey-scale calibration to the exported generators"),
+    "TEST_TIME_AUGMENTATION": Spec(bool, "exported generators average shifted, mirrored copies"),
     "MIXED_PRECISION": Spec(str, "16-bit compute (GPU, bf16 CPU)", choices=("auto", "on", "off")),
 }
 

@@ -458,8 +458,10 @@ class SampleImages(keras.callbacks.Callback):
 class PeriodicExport(keras.callbacks.Callback):
     """Export both generators every `every` epochs and at the end (atomically).
 
-    With `calibration_data` (prepared training T1 and T2 images), each export is first given
-    an output intensity calibration fitted on them (`mri_helpers.calibration`).
+    With `test_time_augmentation`, each export averages its network over shifted and mirrored
+    copies of the input (`mri_helpers.test_time`). With `calibration_data` (prepared training
+    T1 and T2 images), it then gets an output intensity calibration fitted on them
+    (`mri_helpers.calibration`).
     """
 
     def __init__(
@@ -469,9 +471,11 @@ class PeriodicExport(keras.callbacks.Callback):
         image_size: int,
         extra: dict,
         calibration_data: tuple[np.ndarray, np.ndarray] | None = None,
+        test_time_augmentation: bool = False,
     ):
         super().__init__()
         self.models_dir, self.every = Path(models_dir), max(1, every)
+        self.test_time_augmentation = test_time_augmentation
         self.image_size, self.extra = image_size, extra
         if calibration_data is not None and min(len(images) for images in calibration_data) == 0:
             raise ValueError("calibration_data needs training images of both contrasts")
@@ -484,16 +488,25 @@ class PeriodicExport(keras.callbacks.Callback):
     def export(self, epoch: int) -> None:
         from .calibration import calibrated, fit_calibration
         from .export import export_generator, float32_copy
+        from .test_time import averaged_over_copies
 
         is_calibrated = self.calibration_data is not None
-        extra = {**self.extra, "epoch": epoch, "calibrated": is_calibrated}
+        extra = {
+            **self.extra,
+            "epoch": epoch,
+            "calibrated": is_calibrated,
+            "test_time_augmentation": self.test_time_augmentation,
+        }
         t1, t2 = self.calibration_data if is_calibrated else (None, None)
         for direction, generator, sources, targets in (
             ("t1-to-t2", self.model.generator_g, t1, t2),
             ("t2-to-t1", self.model.generator_f, t2, t1),
         ):
-            if is_calibrated:  # fitted on the float32 network that the export computes with
-                generator = float32_copy(generator)
+            # Wrapped and calibrated as the export computes: in float32.
+            generator = float32_copy(generator)
+            if self.test_time_augmentation:
+                generator = averaged_over_copies(generator)
+            if is_calibrated:
                 generator = calibrated(generator, fit_calibration(generator, sources, targets))
             export_generator(generator, self.models_dir, direction, self.image_size, extra)
 
@@ -534,9 +547,11 @@ def make_callbacks(
     quality: QualityOverTime | None = None,
     averaged: bool = False,
     calibration_data: tuple[np.ndarray, np.ndarray] | None = None,
+    test_time_augmentation: bool = False,
 ) -> list[keras.callbacks.Callback]:
     """Progress, NaN guard, resumable checkpoints, TensorBoard, sample images, export
-    (calibrated on `calibration_data`, prepared training T1 and T2, when given)."""
+    (averaged over copies with `test_time_augmentation`; calibrated on `calibration_data`,
+    prepared training T1 and T2, when given)."""
     run_dir = Path(run_dir)
     return [
         StopOnNonFinite(),
@@ -549,7 +564,12 @@ def make_callbacks(
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), update_freq="epoch"),
         SampleImages(*samples, run_dir / "samples"),
         PeriodicExport(
-            run_dir / "models", export_every, image_size, export_extra, calibration_data
+            run_dir / "models",
+            export_every,
+            image_size,
+            export_extra,
+            calibration_data,
+            test_time_augmentation,
         ),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
         ProgressLog(progress_every),

@@ -14,7 +14,7 @@ from PIL import Image
 from scipy import stats
 
 import mri_helpers as mh
-from mri_helpers import calibration, evaluation, export, models, processing, training
+from mri_helpers import calibration, evaluation, export, models, processing, test_time, training
 from mri_helpers._tf import keras, tf
 
 GRID = np.linspace(-1, 1, calibration.TABLE_SIZE)
@@ -141,13 +141,15 @@ def test_exports_are_calibrated_on_training_images_and_scored_both_ways(
         keras.mixed_precision.set_global_policy("float32")
     extra = {"holdout_fraction": 0.1, "seed": 0, "cleaning": vars(cleaning)}
     for folder, data in (("calibrated", (train["t1"], train["t2"])), ("plain", None)):
-        callback = training.PeriodicExport(tmp_path / folder, 1, size, extra, data)
+        # As the course exports: averaged over copies, then calibrated on the average.
+        averaged = data is not None
+        callback = training.PeriodicExport(tmp_path / folder, 1, size, extra, data, averaged)
         callback.set_model(cyclegan)
         callback.export(1)
 
     for direction, (source, target) in evaluation.DIRECTIONS.items():
         shipped, config = export.load_generator(tmp_path / "calibrated", direction)
-        assert config["calibrated"] is True
+        assert config["calibrated"] is True and config["test_time_augmentation"] is True
         # On its training images, the export's grey levels land on the target contrast's.
         made = calibration.head_levels(shipped(train[source]).numpy(), train[source])
         real = calibration.head_levels(train[target])
@@ -160,14 +162,18 @@ def test_exports_are_calibrated_on_training_images_and_scored_both_ways(
         assert stats.wasserstein_distance(made, real) < stats.wasserstein_distance(before, real)
         plain, config = export.load_generator(tmp_path / "plain", direction)
         assert config["calibrated"] is False and calibration.calibration_of(plain) is None
+        assert config["test_time_augmentation"] is False and not test_time.is_averaged(plain)
 
     result = evaluation.evaluate_export(str(tmp_path / "calibrated"), str(course_zip))
     ratio = result["course"]["histogram_distance_ratio"]
     assert ratio < result["course_uncalibrated"]["histogram_distance_ratio"] / 2
     assert any("without calibration" in line for line in result["summary"])
+    assert any("network alone" in line for line in result["summary"])
+    # The bare network and the averaged one are different models, scored separately.
+    assert result["course_network"] != result["course_uncalibrated"]
     json.dumps(result)  # what --json writes
     plain = evaluation.evaluate_export(str(tmp_path / "plain"), str(course_zip))
-    assert "course_uncalibrated" not in plain
+    assert "course_uncalibrated" not in plain and "course_network" not in plain
 
 
 def test_translate_command_loads_a_calibrated_export_in_a_new_process(
