@@ -10,7 +10,8 @@ memory and thread pools do not leak between them):
    precision a learner gets (`MIXED_PRECISION="auto"`: bfloat16 on a CPU with bfloat16
    instructions), and project_float32: the same in float32, the reference's precision;
 4. course: the `course` profile's configuration;
-5. translate: generator inference, slices per second through the whole translate path;
+5. translate: the exported generator's inference (copies averaged, calibrated as the course
+   exports it), slices per second through the whole translate path;
    pipeline: the input pipeline's images per second.
 
 Timings on shared machines are noisy, so results are ratios within one run. FLOPs are counted
@@ -261,12 +262,19 @@ class StepTimer(keras.callbacks.Callback):
 
 
 def _measure_translate(steps: int) -> dict[str, Any]:
-    from . import evaluation, models, profiles
+    from . import calibration, evaluation, models, profiles, test_time
     from .data import Slice
     from .processing import Cleaning
 
     p = profiles.load_profile("course")
     generator = models.unet_generator(p["GENERATOR"], p["IMAGE_SIZE"])
+    # As the course exports it: averaged over copies, then a calibration table (here the
+    # identity; any table costs the same).
+    if p["TEST_TIME_AUGMENTATION"]:
+        generator = test_time.averaged_over_copies(generator)
+    if p["CALIBRATE"]:
+        identity = np.linspace(-1, 1, calibration.TABLE_SIZE)
+        generator = calibration.calibrated(generator, calibration.IntensityCalibration(identity))
     rng = np.random.default_rng(0)
     slices = [
         Slice(f"s{i}", "t1", rng.integers(0, 256, (217, 181), dtype=np.uint8)) for i in range(32)

@@ -14,6 +14,8 @@ mode) and the SavedModel carry them, and `mri-course translate` applies them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ._tf import keras, tf
 
 # (rows down, columns right, mirrored). One diagonal pixel puts the first stride-2
@@ -33,38 +35,45 @@ def _untransform(images: tf.Tensor, dy: int, dx: int, mirrored: bool) -> tf.Tens
     return tf.roll(images, shift=[-dy, -dx], axis=[1, 2])
 
 
+class _CopyLayer(keras.layers.Layer):
+    """Holds its `copies` (in its config, so an export keeps the copies it was made with).
+    Always float32 (any `dtype` given is ignored): it only moves and averages pixels."""
+
+    def __init__(self, copies: Sequence[Sequence] = COPIES, **kwargs):
+        super().__init__(**{**kwargs, "dtype": "float32"})
+        self.copies = tuple((int(dy), int(dx), bool(mirrored)) for dy, dx, mirrored in copies)
+        if not self.copies:
+            raise ValueError("test-time augmentation needs at least one copy")
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "copies": [list(copy) for copy in self.copies]}
+
+
 # Keras's augmentation layers (RandomFlip, RandomTranslation) draw one random transform and
 # are off at inference; here every copy is wanted, deterministically, and undone afterwards.
 @keras.saving.register_keras_serializable(package="mri_helpers")
-class ShiftedMirroredCopies(keras.layers.Layer):
-    """(B, H, W, C) -> (len(COPIES) * B, H, W, C): the COPIES of every image, copy-major.
-    Always float32 (any `dtype` given is ignored): it only moves pixels."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**{**kwargs, "dtype": "float32"})
+class ShiftedMirroredCopies(_CopyLayer):
+    """(B, H, W, C) -> (len(copies) * B, H, W, C): the copies of every image, copy-major."""
 
     def call(self, images: tf.Tensor) -> tf.Tensor:
-        return tf.concat([_transform(images, *copy) for copy in COPIES], axis=0)
+        return tf.concat([_transform(images, *copy) for copy in self.copies], axis=0)
 
 
 @keras.saving.register_keras_serializable(package="mri_helpers")
-class AverageOfCopies(keras.layers.Layer):
-    """The inverse of ShiftedMirroredCopies, averaged: (len(COPIES) * B, ...) -> (B, ...).
-    Always float32, like the generator's output it follows."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**{**kwargs, "dtype": "float32"})
+class AverageOfCopies(_CopyLayer):
+    """The inverse of ShiftedMirroredCopies, averaged: (len(copies) * B, ...) -> (B, ...)."""
 
     def call(self, outputs: tf.Tensor) -> tf.Tensor:
-        parts = tf.split(outputs, len(COPIES), axis=0)
-        restored = [_untransform(part, *copy) for part, copy in zip(parts, COPIES, strict=True)]
-        return tf.add_n(restored) / float(len(COPIES))
+        parts = tf.split(outputs, len(self.copies), axis=0)
+        restored = [_untransform(p, *copy) for p, copy in zip(parts, self.copies, strict=True)]
+        return tf.add_n(restored) / float(len(self.copies))
 
 
-def averaged_over_copies(network: keras.Model) -> keras.Model:
-    """`network` applied to the COPIES of its input and averaged, as one model to export."""
+def averaged_over_copies(network: keras.Model, copies: Sequence[Sequence] = COPIES) -> keras.Model:
+    """`network` applied to the `copies` of its input and averaged, as one model to export;
+    a copy is (rows down, columns right, mirrored)."""
     inputs = keras.Input(network.input_shape[1:], name="image")
-    outputs = AverageOfCopies()(network(ShiftedMirroredCopies()(inputs)))
+    outputs = AverageOfCopies(copies)(network(ShiftedMirroredCopies(copies)(inputs)))
     return keras.Model(inputs, outputs, name=f"{network.name}_averaged")
 
 

@@ -25,10 +25,10 @@ def unet() -> keras.Model:
     return models.unet_generator(models.GeneratorConfig((8, 16, 32)), SIZE, name="unet")
 
 
-def by_hand(network: keras.Model, images: np.ndarray) -> np.ndarray:
+def by_hand(network: keras.Model, images: np.ndarray, copies=test_time.COPIES) -> np.ndarray:
     """The same average written with NumPy: move and mirror, translate, undo, average."""
     outputs = []
-    for dy, dx, mirrored in test_time.COPIES:
+    for dy, dx, mirrored in copies:
         copy = np.roll(images, (dy, dx), axis=(1, 2))
         copy = copy[:, :, ::-1] if mirrored else copy
         out = np.asarray(network(np.ascontiguousarray(copy), training=False))
@@ -94,3 +94,17 @@ def test_copies_stay_float32_under_mixed_precision(course_t2: np.ndarray) -> Non
     assert copies.compute_dtype == "float32" and model.output.dtype == "float32"
     # The copies reach the network unrounded: the average equals the hand-made one.
     np.testing.assert_allclose(model(course_t2).numpy(), by_hand(network, course_t2), atol=1e-5)
+
+
+def test_an_export_keeps_its_own_copies(course_t2: np.ndarray, tmp_path: Path) -> None:
+    network = unet()
+    mirrored_only = ((0, 0, False), (0, 0, True))
+    model = test_time.averaged_over_copies(network, mirrored_only)
+    folder = export.export_generator(model, tmp_path, "t2-to-t1", SIZE, {}, saved_model=False)
+    loaded, _ = export.load_generator(folder)
+    assert loaded.layers[-1].copies == mirrored_only
+    np.testing.assert_allclose(
+        loaded(course_t2).numpy(), by_hand(network, course_t2, mirrored_only), atol=1e-5
+    )
+    with pytest.raises(ValueError, match="at least one copy"):
+        test_time.averaged_over_copies(network, ())

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import mri_helpers as mh
-from mri_helpers import losses, models, processing, training
+from mri_helpers import evaluation, losses, models, processing, training
 from mri_helpers._tf import keras
 
 SIZE = 32
@@ -325,3 +325,27 @@ def test_bfloat16_step_with_pool_stays_close_to_float32(bfloat16_policy) -> None
         assert got[name] == pytest.approx(expected[name], rel=0.05), name
     logs = mixed.train_step((x, y))  # the pool takes bfloat16-policy fakes
     assert all(np.isfinite(float(v)) for v in logs.values())
+
+
+def test_quality_over_time_scores_held_out_phantom_slices_during_fit(tmp_path) -> None:
+    dataset = mh.load_dataset("phantom", num_slices=8)
+    split = processing.holdout_split(dataset, 0.25, seed=0)
+    cleaning = processing.Cleaning()
+    train = [
+        processing.prepare(processing.select(dataset, m, split.train[m]), SIZE, cleaning)
+        for m in ("t1", "t2")
+    ]
+    model = build(epochs=3, steps=2)
+    scorer = evaluation.phantom_scorer(dataset, split, SIZE, cleaning)
+    quality = training.QualityOverTime(scorer, tmp_path / "quality.csv", every=2)
+    pipeline = processing.training_pipeline(*train, batch_size=2, seed=0)
+    model.fit(pipeline, epochs=3, steps_per_epoch=2, callbacks=[quality], verbose=0)
+    lines = (tmp_path / "quality.csv").read_text().splitlines()
+    assert lines[0] == "epoch,training_minutes,ssim_t1_to_t2,ssim_t2_to_t1"
+    rows = [line.split(",") for line in lines[1:]]
+    assert [row[0] for row in rows] == ["2", "3"]  # every 2 epochs, and the last
+    assert float(rows[0][1]) <= float(rows[1][1])
+    final = scorer(model)  # the last row scored the finished model
+    assert float(rows[1][2]) == pytest.approx(final["t1-to-t2"], abs=1e-4)
+    assert float(rows[1][3]) == pytest.approx(final["t2-to-t1"], abs=1e-4)
+    assert all(0 < float(value) < 1 for row in rows for value in row[2:])
