@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._tf import keras, tf
+from .models import wrapped_network
 from .processing import from_unit_range, head_mask
 
 TABLE_SIZE = 257  # grey levels of the lookup table over [-1, 1]: one per 8-bit step, both ends
@@ -103,9 +104,7 @@ def calibrated(generator: keras.Model, calibration: IntensityCalibration) -> ker
 
 def network_of(model: keras.Model) -> keras.Model:
     """The generator inside a `calibrated` model (any other model is returned unchanged)."""
-    if calibration_of(model) is None:
-        return model
-    return next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    return model if calibration_of(model) is None else wrapped_network(model)
 
 
 def calibration_of(model: keras.Model) -> IntensityCalibration | None:

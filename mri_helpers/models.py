@@ -211,6 +211,12 @@ def receptive_field(config: str | DiscriminatorConfig = "compact") -> int:
     return field
 
 
+def wrapped_network(wrapper: keras.Model) -> keras.Model:
+    """The network nested in a wrapper model (an export's averaging or calibration around a
+    generator): its first layer that is itself a model."""
+    return next(layer for layer in wrapper.layers if isinstance(layer, keras.Model))
+
+
 def load_model(path: str | os.PathLike) -> keras.Model:
     """Load a `.keras` model in Keras's safe mode: a file that carries code is refused."""
     from . import calibration, test_time  # noqa: F401  (register the layers exports carry)

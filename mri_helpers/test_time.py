@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ._tf import keras, tf
+from .models import wrapped_network
 
 # (rows down, columns right, mirrored). One diagonal pixel puts the first stride-2
 # downsampling at its other phase; all four of its phases with both mirrorings (eight copies)
@@ -84,6 +85,4 @@ def is_averaged(model: keras.Model) -> bool:
 
 def network_of(model: keras.Model) -> keras.Model:
     """The network inside an `averaged_over_copies` model (any other model: unchanged)."""
-    if not is_averaged(model):
-        return model
-    return next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    return wrapped_network(model) if is_averaged(model) else model

@@ -502,8 +502,8 @@ class PeriodicExport(keras.callbacks.Callback):
             ("t1-to-t2", self.model.generator_g, t1, t2),
             ("t2-to-t1", self.model.generator_f, t2, t1),
         ):
-            # Wrapped and calibrated as the export computes: in float32.
-            generator = float32_copy(generator)
+            if self.test_time_augmentation or is_calibrated:
+                generator = float32_copy(generator)  # wrapped and fitted as exports compute
             if self.test_time_augmentation:
                 generator = averaged_over_copies(generator)
             if is_calibrated:
