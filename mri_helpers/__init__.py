@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quiet TensorFlow's C++ start-up logs
 
@@ -76,8 +77,39 @@ def __getattr__(name: str):
 
 
 def set_seed(seed: int = 42) -> None:
-    """Seed Python, NumPy and TensorFlow and make TF ops deterministic (reproducible runs)."""
+    """Seed Python, NumPy and TensorFlow and make TF deterministic: one seed, one run.
+
+    Call it first, before any TensorFlow work (as notebooks 03 and 04 do).
+    """
     from ._tf import keras, tf
 
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
+    _one_op_at_a_time(tf)
+
+
+def _one_op_at_a_time(tf) -> None:
+    """On a CPU, run TensorFlow's ops one after another, each on all cores.
+
+    Op determinism is not enough there: ops that TensorFlow runs side by side share the
+    intra-op threads, and two same-seed runs of the course's networks then part in the last
+    bits within a few steps (README, "Reproducibility"). One op at a time they do not, and the
+    course step measured no slower. GPUs keep TensorFlow's default: collective ops between
+    devices need ops running side by side.
+    """
+    if tf.config.list_physical_devices("GPU"):
+        return
+    if os.environ.get("TF_NUM_INTEROP_THREADS") == "1":  # TensorFlow read it at start
+        return
+    if tf.config.threading.get_inter_op_parallelism_threads() == 1:
+        return
+    try:
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow has started: its thread pools are fixed
+        warnings.warn(
+            "mh.set_seed() came after TensorFlow started, so its ops may run side by side and "
+            "two runs with this seed can differ in the last bits. For identical runs, call "
+            "mh.set_seed() before any TensorFlow work (restart the kernel) or set the "
+            "environment variable TF_NUM_INTEROP_THREADS=1.",
+            stacklevel=3,
+        )

@@ -6,8 +6,9 @@ memory and thread pools do not leak between them):
 1. ceiling: the machine's conv2d throughput, the ceiling every step is compared with;
 2. reference: the tutorial's training step (its architecture, BCE losses and `tf.function`
    step, written here from the tutorial's description) at 256x256x1, batch 1;
-3. project: this package's step through `fit()` at the same `tutorial` configuration, at the
-   precision a learner gets (`MIXED_PRECISION="auto"`: bfloat16 on a CPU with bfloat16
+3. project: this package's step through `fit()` at the same `tutorial` configuration, seeded
+   as the notebooks seed it (`set_seed`: ops one at a time on a CPU), at the precision a
+   learner gets (`MIXED_PRECISION="auto"`: bfloat16 on a CPU with bfloat16
    instructions), and project_float32: the same in float32, the reference's precision;
 4. course: the `course` profile's configuration;
 5. translate: the exported generator's inference (copies averaged, calibrated as the course
@@ -210,8 +211,9 @@ def measure(item: str, steps: int) -> dict[str, Any]:
 
 
 def _measure_fit(profile: str, steps: int, precision: str = "auto") -> dict[str, Any]:
-    from . import models, profiles, training
+    from . import models, profiles, set_seed, training
 
+    set_seed(0)  # first, as the notebooks do: it also decides how TensorFlow schedules ops
     training.use_mixed_precision(precision)
     if profile == "tutorial":
         size, batch, g_name, d_name = 256, 1, "tutorial", "tutorial"
