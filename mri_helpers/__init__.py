@@ -76,16 +76,19 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'mri_helpers' has no attribute {name!r}")
 
 
-def set_seed(seed: int = 42) -> None:
+def set_seed(seed: int = 42, one_op_at_a_time: bool = True) -> None:
     """Seed Python, NumPy and TensorFlow and make TF deterministic: one seed, one run.
 
-    Call it first, before any TensorFlow work (as notebooks 03 and 04 do).
+    Call it first, before any TensorFlow work (as notebooks 03 and 04 do). With
+    `one_op_at_a_time=False` TensorFlow keeps running ops side by side on a CPU, and runs
+    with one seed may differ in the last bits (`_one_op_at_a_time`).
     """
     from ._tf import keras, tf
 
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
-    _one_op_at_a_time(tf)
+    if one_op_at_a_time:
+        _one_op_at_a_time(tf)
 
 
 def _one_op_at_a_time(tf) -> None:
@@ -94,8 +97,8 @@ def _one_op_at_a_time(tf) -> None:
     Op determinism is not enough there: ops that TensorFlow runs side by side share the
     intra-op threads, and two same-seed runs of the course's networks then part in the last
     bits within a few steps (README, "Reproducibility"). One op at a time they do not, and the
-    course step measured no slower. GPUs keep TensorFlow's default: collective ops between
-    devices need ops running side by side.
+    course step is no slower (`mri-course bench`: course vs course_side_by_side). GPUs keep
+    TensorFlow's default: collective ops between devices need ops running side by side.
     """
     if tf.config.list_physical_devices("GPU"):
         return

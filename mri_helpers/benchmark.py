@@ -10,7 +10,9 @@ memory and thread pools do not leak between them):
    as the notebooks seed it (`set_seed`: ops one at a time on a CPU), at the precision a
    learner gets (`MIXED_PRECISION="auto"`: bfloat16 on a CPU with bfloat16
    instructions), and project_float32: the same in float32, the reference's precision;
-4. course: the `course` profile's configuration;
+4. course: the `course` profile's configuration; course_side_by_side: the same with
+   TensorFlow's ops run side by side (its default; not bit-reproducible), the price of
+   `set_seed`'s one op at a time;
 5. translate: the exported generator's inference (copies averaged, calibrated as the course
    exports it), slices per second through the whole translate path;
    pipeline: the input pipeline's images per second.
@@ -36,7 +38,16 @@ import numpy as np
 
 from ._tf import keras, tf
 
-ITEMS = ("ceiling", "reference", "project", "project_float32", "course", "translate", "pipeline")
+ITEMS = (
+    "ceiling",
+    "reference",
+    "project",
+    "project_float32",
+    "course",
+    "course_side_by_side",
+    "translate",
+    "pipeline",
+)
 
 
 # --- FLOP counting -------------------------------------------------------------------------
@@ -200,9 +211,10 @@ def measure(item: str, steps: int) -> dict[str, Any]:
             "flops_per_step": step_flops(g, d, 1, 2),
             "images_per_step": 2,
         }
-    if item in ("project", "project_float32", "course"):
-        configuration = "course" if item == "course" else "tutorial"
-        return _measure_fit(configuration, steps, "off" if item.endswith("float32") else "auto")
+    if item in ("project", "project_float32", "course", "course_side_by_side"):
+        configuration = "course" if item.startswith("course") else "tutorial"
+        precision = "off" if item.endswith("float32") else "auto"
+        return _measure_fit(configuration, steps, precision, item != "course_side_by_side")
     if item == "translate":
         return _measure_translate(steps)
     if item == "pipeline":
@@ -210,10 +222,12 @@ def measure(item: str, steps: int) -> dict[str, Any]:
     raise ValueError(f"unknown item {item!r}; use one of {ITEMS}")
 
 
-def _measure_fit(profile: str, steps: int, precision: str = "auto") -> dict[str, Any]:
+def _measure_fit(
+    profile: str, steps: int, precision: str = "auto", one_op_at_a_time: bool = True
+) -> dict[str, Any]:
     from . import models, profiles, set_seed, training
 
-    set_seed(0)  # first, as the notebooks do: it also decides how TensorFlow schedules ops
+    set_seed(0, one_op_at_a_time)  # first, as the notebooks do: it decides how ops are run
     training.use_mixed_precision(precision)
     if profile == "tutorial":
         size, batch, g_name, d_name = 256, 1, "tutorial", "tutorial"
@@ -347,6 +361,8 @@ def run(quick: bool = False, out: str | os.PathLike = "benchmarks/results") -> d
         / rows["reference"]["images_per_s"],
         "fraction_of_ceiling_float32": rows["project_float32"]["fraction_of_ceiling"],
         "course_images_per_s": rows["course"]["images_per_s"],
+        "course_vs_side_by_side": rows["course"]["images_per_s"]
+        / rows["course_side_by_side"]["images_per_s"],
         "pipeline_vs_training": rows["pipeline"]["images_per_s"] / rows["course"]["images_per_s"],
         "translate_slices_per_s": rows["translate"]["images_per_s"],
         "machine": f"{os.cpu_count()} CPUs",
@@ -389,6 +405,8 @@ def markdown_table(results: dict[str, Any]) -> str:
         f"{results['speedup_vs_reference_float32']:.2f}x",
         f"- project step at the tutorial configuration: {results['fraction_of_ceiling']:.0%} "
         f"of the float32 conv2d ceiling ({results['fraction_of_ceiling_float32']:.0%} in float32)",
+        "- course step, ops one at a time (`set_seed`) vs side by side, images/s: "
+        f"{results['course_vs_side_by_side']:.2f}x",
         f"- input pipeline vs course training consumption: {results['pipeline_vs_training']:.0f}x",
         f"- translate: {results['translate_slices_per_s']:.0f} slices/s",
     ]
