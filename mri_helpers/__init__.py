@@ -76,12 +76,13 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'mri_helpers' has no attribute {name!r}")
 
 
-def set_seed(seed: int = 42, one_op_at_a_time: bool = True) -> None:
-    """Seed Python, NumPy and TensorFlow and make TF deterministic: one seed, one run.
+def set_seed(seed: int = 42, one_op_at_a_time: bool = False) -> None:
+    """Seed Python, NumPy and TensorFlow and turn on TensorFlow's op determinism.
 
-    Call it first, before any TensorFlow work (as notebooks 03 and 04 do). With
-    `one_op_at_a_time=False` TensorFlow keeps running ops side by side on a CPU, and runs
-    with one seed may differ in the last bits (`_one_op_at_a_time`).
+    On a CPU that alone leaves runs with one seed a few last bits apart, which training
+    grows (`_one_op_at_a_time`); `one_op_at_a_time=True` (`REPRODUCIBLE`) makes them
+    bit-identical, at a price in speed. Call it first, before any TensorFlow work (as
+    notebooks 03 and 04 do).
     """
     from ._tf import keras, tf
 
@@ -96,9 +97,10 @@ def _one_op_at_a_time(tf) -> None:
 
     Op determinism is not enough there: ops that TensorFlow runs side by side share the
     intra-op threads, and two same-seed runs of the course's networks then part in the last
-    bits within a few steps (README, "Reproducibility"). One op at a time they do not, and the
-    course step is no slower (`mri-course bench`: course vs course_side_by_side). GPUs keep
-    TensorFlow's default: collective ops between devices need ops running side by side.
+    bits within a few steps (README, "Reproducibility"). One op at a time they do not, but
+    two cores then often wait on one op: `mri-course bench` measured the course step 7 %
+    slower (course_reproducible vs course). GPUs keep TensorFlow's default: collective ops
+    between devices need ops running side by side.
     """
     if tf.config.list_physical_devices("GPU"):
         return

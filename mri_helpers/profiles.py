@@ -87,6 +87,7 @@ SPECS: dict[str, Spec] = {
     "CALIBRATE": Spec(bool, "append a grey-scale calibration to the exported generators"),
     "TEST_TIME_AUGMENTATION": Spec(bool, "exported generators average shifted, mirrored copies"),
     "MIXED_PRECISION": Spec(str, "16-bit compute (GPU, bf16 CPU)", choices=("auto", "on", "off")),
+    "REPRODUCIBLE": Spec(bool, "bit-identical runs with one seed on a CPU (slower)"),
 }
 
 

@@ -28,9 +28,6 @@ def pytest_configure(config: pytest.Config) -> None:
     # nbval runs the committed notebooks at the smoke size, writing into a scratch run folder;
     # their kernels inherit this environment.
     os.environ["MRI_COURSE_PROFILE"] = "smoke"
-    # Tests call mh.set_seed() after TensorFlow has started; this gives them what set_seed
-    # gives a fresh kernel, ops run one at a time (read when TensorFlow starts).
-    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
     scratch = Path(config.rootpath) / ".pytest_cache" / "nbval-run"
     scratch.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("MRI_RUN_DIR", str(scratch))

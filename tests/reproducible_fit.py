@@ -1,9 +1,9 @@
-"""Three short fits of course-shaped networks in a fresh interpreter (subprocess).
+"""Three short fits of course-shaped networks with `REPRODUCIBLE` on (subprocess).
 
-Run by tests/test_training.py: `mh.set_seed()` must come before TensorFlow starts to decide
-how its ops are scheduled, so this runs in its own interpreter and prints what it measured.
-At 128 px with the `compact` networks, ops run side by side (TensorFlow's default) part two
-same-seed runs in the last bits within a few steps; tiny networks never showed it.
+Run by tests/test_training.py: `mh.set_seed(..., one_op_at_a_time=True)` must come before
+TensorFlow starts, so this runs in its own interpreter and prints what it measured. At 128 px
+with the `compact` networks, ops run side by side (TensorFlow's default) part two same-seed
+runs in the last bits within a few steps; tiny networks rarely show it.
 """
 
 import json
@@ -21,7 +21,7 @@ def images(seed: int) -> np.ndarray:
 
 
 def fit(seed: int) -> tuple[dict, list[np.ndarray], np.ndarray]:
-    mh.set_seed(seed)
+    mh.set_seed(seed, one_op_at_a_time=True)
     config = training.TrainingConfig(epochs=1, steps_per_epoch=STEPS, pool_size=4)
     model = training.CycleGAN(
         models.unet_generator("compact", SIZE),

@@ -42,7 +42,7 @@ def test_items_report_what_the_table_needs(tmp_path) -> None:
         "project",
         "project_float32",
         "course",
-        "course_side_by_side",
+        "course_reproducible",
     ):
         rows[item]["flops_per_step"] = 4e9
         rows[item]["gflops"], rows[item]["fraction_of_ceiling"] = 4.0, 0.5
@@ -57,7 +57,7 @@ def test_items_report_what_the_table_needs(tmp_path) -> None:
         "speedup_vs_reference_float32": 1.0,
         "fraction_of_ceiling_float32": 0.5,
         "course_images_per_s": 2.0,
-        "course_vs_side_by_side": 1.0,
+        "reproducible_vs_course": 1.0,
         "pipeline_vs_training": 1.0,
         "translate_slices_per_s": 2.0,
         "items": rows,
@@ -67,5 +67,5 @@ def test_items_report_what_the_table_needs(tmp_path) -> None:
     assert "| reference | 1.0000 | 2.0 | 4.0 | 4 | 50% | 100 MiB |" in table
     assert "| project (mixed_bfloat16) | 1.0000 |" in table
     assert "project (mixed_bfloat16) vs tutorial reference (float32)" in table
-    assert "one at a time (`set_seed`) vs side by side, images/s: 1.00x" in table
+    assert "`REPRODUCIBLE` (ops one at a time) vs without, images/s: 1.00x" in table
     json.dumps(results)

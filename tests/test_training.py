@@ -113,8 +113,8 @@ def test_batched_calls_give_the_tutorials_losses() -> None:
 
 
 def test_same_seed_same_run_other_seed_other_run() -> None:
-    """Course-shaped networks, fitted three times in a fresh interpreter: `set_seed` makes
-    the same seed give bit-identical weights and images, another seed another run."""
+    """Course-shaped networks, fitted three times in a fresh interpreter: with `REPRODUCIBLE`
+    the same seed gives bit-identical weights and images, another seed another run."""
     import json
     import os
     import subprocess
@@ -128,7 +128,7 @@ def test_same_seed_same_run_other_seed_other_run() -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     measured = json.loads(done.stdout.strip().splitlines()[-1])
-    assert measured["inter_op_threads"] == 1  # set_seed ran the ops one at a time
+    assert measured["inter_op_threads"] == 1  # ops ran one at a time
     assert measured["same_seed_weights"] == 0.0 and measured["same_seed_images"] == 0.0
     # A logged loss is a mean of means, which the CPU may sum in another order when other
     # work shares its threads: its last bit can differ (seen once in 14 runs); the weights,
@@ -145,7 +145,7 @@ def test_set_seed_after_tensorflow_started_says_how_to_get_identical_runs(monkey
     if tf.config.threading.get_inter_op_parallelism_threads() == 1:
         pytest.skip("this process already runs ops one at a time")
     with pytest.warns(UserWarning, match="before any TensorFlow work .* TF_NUM_INTEROP_THREADS=1"):
-        mh.set_seed(0)
+        mh.set_seed(0, one_op_at_a_time=True)
 
 
 class RawWeights(keras.callbacks.Callback):
