@@ -54,3 +54,13 @@ def test_course_report_scores_the_cycle_against_input_and_stored_slice(course) -
     # Inverting T1 is the start of a T2: intensities fall where T1's rise.
     assert report["rank_correlation_t1_vs_generated_t2"] < -0.9
     assert report["histogram_distance_ratio"] > 0
+
+
+def test_scoring_many_networks_warns_about_nothing(course, caplog) -> None:
+    """Six networks, each run on a full and a short batch: TensorFlow would call that too much
+    retracing (it counts all Keras predict functions together); evaluation keeps it quiet."""
+    dataset, split = course
+    slices = processing.select(dataset, "t1", split.test["t1"])[:3]
+    for _ in range(6):
+        evaluation.translate(negation(), slices, SIZE, None, batch_size=2)
+    assert "retracing" not in caplog.text
