@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import warnings
+from types import ModuleType
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quiet TensorFlow's C++ start-up logs
 
@@ -92,19 +93,19 @@ def set_seed(seed: int = 42, one_op_at_a_time: bool = False) -> None:
         _one_op_at_a_time(tf)
 
 
-def _one_op_at_a_time(tf) -> None:
+def _one_op_at_a_time(tf: ModuleType) -> None:
     """On a CPU, run TensorFlow's ops one after another, each on all cores.
 
     Op determinism is not enough there: ops that TensorFlow runs side by side share the
     intra-op threads, and two same-seed runs of the course's networks then part in the last
     bits within a few steps (README, "Reproducibility"). One op at a time they do not, but
-    two cores then often wait on one op: `mri-course bench` measured the course step 7 %
-    slower (course_reproducible vs course). GPUs keep TensorFlow's default: collective ops
-    between devices need ops running side by side.
+    two cores then often wait on one op, so training is slower (`mri-course bench`:
+    course_reproducible vs course). GPUs keep TensorFlow's scheduling (untested there; op
+    determinism covers their kernels).
     """
     if tf.config.list_physical_devices("GPU"):
         return
-    if os.environ.get("TF_NUM_INTEROP_THREADS") == "1":  # TensorFlow read it at start
+    if os.environ.get("TF_NUM_INTEROP_THREADS") == "1":  # set before Python started
         return
     if tf.config.threading.get_inter_op_parallelism_threads() == 1:
         return
@@ -114,7 +115,7 @@ def _one_op_at_a_time(tf) -> None:
         warnings.warn(
             "mh.set_seed() came after TensorFlow started, so its ops may run side by side and "
             "two runs with this seed can differ in the last bits. For identical runs, call "
-            "mh.set_seed() before any TensorFlow work (restart the kernel) or set the "
-            "environment variable TF_NUM_INTEROP_THREADS=1.",
+            "mh.set_seed() before any TensorFlow work (restart the kernel), or start Python or "
+            "Jupyter with the environment variable TF_NUM_INTEROP_THREADS=1.",
             stacklevel=3,
         )

@@ -16,8 +16,6 @@ tf.config.set_logical_device_configuration(
 import mri_helpers as mh  # noqa: E402
 from mri_helpers import models, training  # noqa: E402
 
-mh.set_seed(0, one_op_at_a_time=True)  # before TensorFlow starts: REPRODUCIBLE's scheduling
-
 SIZE = 32
 G = models.GeneratorConfig((8, 16, 32), dropout_blocks=0)
 D = models.DiscriminatorConfig((8, 16, 32))

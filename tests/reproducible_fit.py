@@ -20,7 +20,7 @@ def images(seed: int) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-1, 1, (8, SIZE, SIZE, 1)).astype(np.float32)
 
 
-def fit(seed: int) -> tuple[dict, list[np.ndarray], np.ndarray]:
+def fit(seed: int) -> tuple[dict[str, list[float]], list[np.ndarray], np.ndarray]:
     mh.set_seed(seed, one_op_at_a_time=True)
     config = training.TrainingConfig(epochs=1, steps_per_epoch=STEPS, pool_size=4)
     model = training.CycleGAN(
@@ -42,8 +42,9 @@ def largest(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     return max(float(np.abs(x - y).max()) for x, y in zip(a, b, strict=True))
 
 
-def loss_gap(a: dict, b: dict) -> float:
-    return max(abs(a[k][0] - b[k][0]) / abs(a[k][0]) for k in a)
+def loss_gap(a: dict[str, list[float]], b: dict[str, list[float]]) -> float:
+    """Largest relative difference between two runs' logged losses."""
+    return max(abs(a[k][0] - b[k][0]) / max(abs(a[k][0]), 1e-12) for k in a)
 
 
 (history_a, weights_a, out_a), (history_b, weights_b, out_b), (history_c, weights_c, _) = (
