@@ -36,16 +36,8 @@ import numpy as np
 
 from ._tf import keras, tf
 
-ITEMS = (
-    "ceiling",
-    "reference",
-    "project",
-    "project_float32",
-    "course",
-    "course_reproducible",
-    "translate",
-    "pipeline",
-)
+FIT_ITEMS = ("project", "project_float32", "course", "course_reproducible")  # through fit()
+ITEMS = ("ceiling", "reference", *FIT_ITEMS, "translate", "pipeline")
 
 
 # --- FLOP counting -------------------------------------------------------------------------
@@ -209,7 +201,7 @@ def measure(item: str, steps: int) -> dict[str, Any]:
             "flops_per_step": step_flops(g, d, 1, 2),
             "images_per_step": 2,
         }
-    if item in ("project", "project_float32", "course", "course_reproducible"):
+    if item in FIT_ITEMS:
         configuration = "course" if item.startswith("course") else "tutorial"
         precision = "off" if item.endswith("float32") else "auto"
         # The course items are seeded as notebook 04 seeds (op determinism, and ops one at a

@@ -112,22 +112,30 @@ def test_batched_calls_give_the_tutorials_losses() -> None:
         assert ours[name] == pytest.approx(float(value), rel=1e-5), name
 
 
-def test_same_seed_same_run_other_seed_other_run() -> None:
-    """Course-shaped networks, fitted three times in a fresh interpreter: with `REPRODUCIBLE`
-    the same seed gives bit-identical weights and images, another seed another run."""
-    import json
+def in_fresh_interpreter(script: str) -> str:
+    """Run a script of tests/ in its own Python (TensorFlow settings that must come before it
+    starts); return what it printed. TF_NUM_INTEROP_THREADS is not passed on: the script's
+    own settings decide."""
     import os
     import subprocess
     import sys
     from pathlib import Path
 
-    script = Path(__file__).with_name("reproducible_fit.py")
     env = {k: v for k, v in os.environ.items() if k != "TF_NUM_INTEROP_THREADS"}
+    path = Path(__file__).with_name(script)
     done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=600, env=env
+        [sys.executable, str(path)], capture_output=True, text=True, timeout=600, env=env
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    return done.stdout
+
+
+def test_same_seed_same_run_other_seed_other_run() -> None:
+    """Course-shaped networks, fitted three times in a fresh interpreter: with `REPRODUCIBLE`
+    the same seed gives bit-identical weights and images, another seed another run."""
+    import json
+
+    measured = json.loads(in_fresh_interpreter("reproducible_fit.py").strip().splitlines()[-1])
     assert measured["inter_op_threads"] == 1  # ops ran one at a time
     assert measured["same_seed_weights"] == 0.0 and measured["same_seed_images"] == 0.0
     # A logged loss is a mean of means, which the CPU may sum in another order when other
@@ -229,16 +237,7 @@ def test_nan_stops_training_names_the_loss_and_keeps_good_weights(capsys) -> Non
 
 def test_two_replicas_train_like_one_device() -> None:
     """MirroredStrategy on two logical CPUs gives the weights of one device, same batch."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    script = Path(__file__).with_name("distributed_step.py")
-    done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    words = done.stdout.split()
+    words = in_fresh_interpreter("distributed_step.py").split()
     difference = float(words[words.index("max_difference") + 1])
     moved = float(words[words.index("moved") + 1])
     assert moved > 1e-5  # the step changed the weights ...
