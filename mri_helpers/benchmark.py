@@ -277,7 +277,7 @@ class StepTimer(keras.callbacks.Callback):
 
 
 def _measure_translate(steps: int) -> dict[str, Any]:
-    from . import calibration, evaluation, models, profiles, test_time
+    from . import calibration, export, models, profiles, test_time
     from .data import Slice
     from .processing import Cleaning
 
@@ -295,9 +295,9 @@ def _measure_translate(steps: int) -> dict[str, Any]:
         Slice(f"s{i}", "t1", rng.integers(0, 256, (217, 181), dtype=np.uint8)) for i in range(32)
     ]
     cleaning = Cleaning()  # the whole path, cleaning included
-    evaluation.translate(generator, slices[:8], p["IMAGE_SIZE"], cleaning)  # warm up
+    export.translate(generator, slices[:8], p["IMAGE_SIZE"], cleaning)  # warm up
     seconds = _timed(
-        lambda: evaluation.translate(generator, slices, p["IMAGE_SIZE"], cleaning), steps, 0
+        lambda: export.translate(generator, slices, p["IMAGE_SIZE"], cleaning), steps, 0
     )
     return {"seconds_per_step": seconds, "images_per_step": len(slices), "flops_per_step": None}
 

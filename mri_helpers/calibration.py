@@ -102,7 +102,7 @@ def calibrated(generator: keras.Model, calibration: IntensityCalibration) -> ker
     return keras.Model(inputs, calibration(generator(inputs)), name=f"{generator.name}_calibrated")
 
 
-def network_of(model: keras.Model) -> keras.Model:
+def without_calibration(model: keras.Model) -> keras.Model:
     """The generator inside a `calibrated` model (any other model is returned unchanged)."""
     return model if calibration_of(model) is None else wrapped_network(model)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,9 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="override one notebook parameter (YAML value), e.g. --set SEED=7",
+        help="override one notebook parameter, e.g. --set EPOCHS=40 (checked by its type)",
     )
-    run.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out")
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in --out (only what a run wrote there is removed)",
+    )
     run.add_argument("--resume", action="store_true", help="finish the interrupted run in --out")
     run.add_argument("--log-output", action="store_true", help="stream the notebooks' output")
 
@@ -51,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     translate.add_argument("--direction", required=True, choices=["t1-to-t2", "t2-to-t1"])
     translate.add_argument("inputs", nargs="+", metavar="INPUT", help="PNG files or folders")
     translate.add_argument("--out", required=True, help="folder for the translated PNGs")
+    translate.add_argument(
+        "--overwrite", action="store_true", help="replace translations that exist in --out"
+    )
 
     evaluate = commands.add_parser(
         "evaluate", help="measure exported generators on held-out slices; write JSON"
@@ -90,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "bench":
             from .benchmark import run as run_benchmark
 
+            check_writable_folder(Path(args.out), "--out")
             results = run_benchmark(quick=args.quick, out=args.out)
             print((Path(args.out) / "results.md").read_text())
             return 0 if results else 1
@@ -114,8 +123,6 @@ def check_data(path: str | None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    import yaml
-
     from .runner import resume_course, run_course
 
     if args.resume:
@@ -125,12 +132,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"Finished; results in {result.run_dir}")
         return 0
 
-    overrides = {}
-    for item in args.set:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise profiles.ParameterError(f"--set {item!r} must look like NAME=VALUE.")
-        overrides[name.strip()] = yaml.safe_load(value)
+    overrides = dict(profiles.parse_setting(item) for item in args.set)
     result = run_course(
         args.profile,
         args.data,
@@ -147,7 +149,9 @@ def run(args: argparse.Namespace) -> int:
 def translate(args: argparse.Namespace) -> int:
     from .export import translate_files
 
-    written = translate_files(args.model, args.direction, args.inputs, args.out)
+    written = translate_files(
+        args.model, args.direction, args.inputs, args.out, overwrite=args.overwrite
+    )
     print(f"translated {len(written)} slice(s) {args.direction} into {args.out}")
     return 0
 
@@ -157,12 +161,39 @@ def evaluate(args: argparse.Namespace) -> int:
 
     from .evaluation import evaluate_export
 
+    target = Path(args.json)
+    check_writable_file(target, "--json")  # before the work, so no result is lost
     metrics = evaluate_export(args.model, args.data)
-    Path(args.json).write_text(json.dumps(metrics, indent=2))
+    try:
+        target.write_text(json.dumps(metrics, indent=2))
+    except OSError as error:
+        print(json.dumps(metrics, indent=2))
+        raise CourseError(
+            f"cannot write {target} ({error.strerror}); the metrics are printed above."
+        ) from None
     for line in metrics["summary"]:
         print(line)
     print(f"wrote {args.json}")
     return 0
+
+
+def check_writable_folder(path: Path, option: str) -> None:
+    """Refuse an output folder that is a file or lies under one."""
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise CourseError(f"{option} {path}: {existing} is a file, not a folder; choose another.")
+
+
+def check_writable_file(path: Path, option: str) -> None:
+    """Refuse a file path whose folder is missing, which is a folder, or cannot be written."""
+    if path.is_dir():
+        raise CourseError(f"{option} {path} is a folder; name a file, e.g. {path / 'out.json'}.")
+    if not path.parent.is_dir():
+        raise CourseError(
+            f"{option} {path}: the folder {path.parent} does not exist; create it first."
+        )
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise CourseError(f"{option} {path} cannot be written; choose a writable place.")
 
 
 def publish(run_dir: str) -> int:

@@ -15,44 +15,32 @@ SSIM and PSNR are TensorFlow's (`tf.image.ssim`, `tf.image.psnr`), on the 0..255
 
 from __future__ import annotations
 
-import logging
+import os
+import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
+from . import test_time
 from ._tf import keras, tf
-from .data import MRIDataset, Slice
+from .baselines import inversion_baseline, quantile_baseline
+from .calibration import calibration_of, without_calibration
+from .data import MRIDataset, Slice, find_data, load_dataset
+from .errors import DataError
+from .export import DIRECTIONS, load_generator, translate, translate_through
 from .processing import (
     Cleaning,
-    Geometry,
     Split,
     brain_region,
     clean_slice,
-    from_unit_range,
     head_mask,
-    prepare,
+    holdout_split,
     select,
-    to_original_geometry,
 )
 
 SSIM_BORDER = 5  # tf.image.ssim's 11x11 window: its index map is 5 pixels smaller each side
-DIRECTIONS = {"t1-to-t2": ("t1", "t2"), "t2-to-t1": ("t2", "t1")}
-
-
-def translate(
-    generator: keras.Model,
-    slices: Sequence[Slice],
-    image_size: int,
-    cleaning: Cleaning | None = None,
-    batch_size: int = 8,
-) -> list[np.ndarray]:
-    """Run a generator on slices; return 8-bit images at each slice's own geometry.
-
-    With `cleaning`, inputs are cleaned as in training and, if it masks the background,
-    outputs are 0 outside the input's head too.
-    """
-    return _apply([generator], slices, image_size, cleaning, batch_size)
 
 
 def cycle(
@@ -64,54 +52,8 @@ def cycle(
     batch_size: int = 8,
 ) -> list[np.ndarray]:
     """back(generator(x)) as training computes it (the intermediate image stays in the graph,
-    neither rounded to 8 bits nor cleaned again), like `translate` otherwise."""
-    return _apply([generator, back], slices, image_size, cleaning, batch_size)
-
-
-def _not_about_retracing(record: logging.LogRecord) -> bool:
-    """Drops TensorFlow's "triggered tf.function retracing" warning. Every Keras model's
-    predict function shares one piece of code, which TensorFlow counts traces by: scoring
-    several networks (exported, without calibration, alone, in cycles) traces each once per
-    batch shape, yet adds up to a warning that something is traced too often. Nothing is."""
-    return "triggered tf.function retracing" not in record.getMessage()
-
-
-def _apply(
-    chain: Sequence[keras.Model],
-    slices: Sequence[Slice],
-    image_size: int,
-    cleaning: Cleaning | None,
-    batch_size: int,
-) -> list[np.ndarray]:
-    if not slices:
-        return []
-    inputs = prepare(slices, image_size, cleaning)
-
-    def run(batch: np.ndarray) -> np.ndarray:
-        # predict_on_batch, not predict(): a compiled call without a tf.data pipeline; a
-        # third faster than eager calls here. The float32 intermediate is not rounded.
-        for generator in chain:
-            batch = generator.predict_on_batch(batch)
-        return np.asarray(batch)
-
-    logger = tf.get_logger()
-    logger.addFilter(_not_about_retracing)
-    try:
-        outputs = np.concatenate(
-            [run(inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size)]
-        )
-    finally:
-        logger.removeFilter(_not_about_retracing)
-    results = [
-        from_unit_range(to_original_geometry(out[..., 0], Geometry(*s.shape)))
-        for out, s in zip(outputs, slices, strict=True)
-    ]
-    if cleaning is not None and cleaning.mask_background:
-        results = [
-            np.where(head_mask(s.image), r, 0).astype(np.uint8)
-            for r, s in zip(results, slices, strict=True)
-        ]
-    return results
+    neither rounded to 8 bits nor cleaned again), at each slice's own geometry."""
+    return translate_through([generator, back], slices, image_size, cleaning, batch_size)
 
 
 def image_metrics(
@@ -154,26 +96,6 @@ def head_intensities(images: Sequence[np.ndarray], slices: Sequence[Slice]) -> n
     return np.concatenate(
         [np.asarray(i)[head_mask(s.image)] for i, s in zip(images, slices, strict=True)]
     )
-
-
-# --- classical unpaired baselines --------------------------------------------------------
-def inversion_baseline(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The simplest T1 <-> T2 'translation': invert the grey levels inside the head."""
-    return np.where(mask, 255 - image.astype(np.int32), 0).astype(np.uint8)
-
-
-def quantile_baseline(
-    image: np.ndarray, mask: np.ndarray, target_values: np.ndarray
-) -> np.ndarray:
-    """Reversed histogram matching: the input's q-th quantile inside the head becomes the
-    target contrast's (1-q)-th quantile. The best any monotone decreasing map can do for the
-    overall histogram; it cannot move fat and CSF independently."""
-    values = image[mask].astype(np.float64)
-    ranks = stats.rankdata(values, method="average") / (len(values) + 1)
-    mapped = np.quantile(np.asarray(target_values, np.float64), 1.0 - ranks)
-    out = np.zeros(image.shape, np.float64)
-    out[mask] = mapped
-    return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
 # --- reports -----------------------------------------------------------------------------
@@ -228,6 +150,32 @@ def phantom_scorer(
         return {direction: rows["model"]["whole"]["ssim"] for direction, rows in report.items()}
 
     return score
+
+
+class QualityOverTime(keras.callbacks.Callback):
+    """Every `every` epochs, score held-out phantom slices against their truth and record
+    (training minutes, SSIM) in `quality.csv`: the time-to-quality curve of a run."""
+
+    def __init__(self, evaluate, path: str | os.PathLike, every: int = 1):
+        super().__init__()
+        self.evaluate, self.path, self.every = evaluate, Path(path), max(1, every)
+
+    def on_train_begin(self, logs=None):
+        self.start, self.scoring_seconds = time.perf_counter(), 0.0
+        if not self.path.exists():
+            self.path.write_text("epoch,training_minutes,ssim_t1_to_t2,ssim_t2_to_t1\n")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every and epoch + 1 != self.params.get("epochs"):
+            return
+        now = time.perf_counter()
+        minutes = (now - self.start - self.scoring_seconds) / 60  # wall time, scoring excluded
+        scores = self.evaluate(self.model)
+        self.scoring_seconds += time.perf_counter() - now
+        with self.path.open("a") as f:
+            f.write(
+                f"{epoch + 1},{minutes:.2f},{scores['t1-to-t2']:.4f},{scores['t2-to-t1']:.4f}\n"
+            )
 
 
 def course_report(
@@ -286,13 +234,6 @@ def evaluate_export(models_dir: str, data: str = "course") -> dict:
     network, without test-time augmentation either (`*_network`), so each part's share of the
     figures stays visible.
     """
-    from . import test_time
-    from .calibration import calibration_of, network_of
-    from .data import find_data, load_dataset
-    from .errors import DataError
-    from .export import load_generator
-    from .processing import holdout_split
-
     generator_g, config = load_generator(models_dir, "t1-to-t2")
     generator_f, _ = load_generator(models_dir, "t2-to-t1")
     if data == "course":
@@ -307,12 +248,12 @@ def evaluate_export(models_dir: str, data: str = "course") -> dict:
     cleaning = Cleaning(**config["cleaning"]) if config.get("cleaning") else None
     result = {"data": dataset.source, "image_size": size, "held_out": split.test}
     is_calibrated = any(calibration_of(g) is not None for g in (generator_g, generator_f))
-    uncalibrated = network_of(generator_g), network_of(generator_f)
+    uncalibrated = without_calibration(generator_g), without_calibration(generator_f)
     variants = {}  # the export with its parts taken off, one at a time
     if is_calibrated:
         variants["uncalibrated"] = uncalibrated
     if any(test_time.is_averaged(g) for g in uncalibrated):
-        variants["network"] = tuple(test_time.network_of(g) for g in uncalibrated)
+        variants["network"] = tuple(test_time.without_copies(g) for g in uncalibrated)
     titles = {"uncalibrated": "without calibration", "network": "network alone"}
     if dataset.is_phantom:
         report = phantom_report(

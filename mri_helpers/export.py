@@ -7,12 +7,14 @@ An export is one folder per direction:
     models/t1-to-t2/model.json        direction, image size and the preprocessing it expects
 
 Each folder is written under a temporary name and renamed into place, so a loader never sees
-half an export, even if the run is killed while exporting.
+half an export, even if the run is killed while exporting. `PeriodicExport` writes them
+during training; `translate` applies a generator to slices; `translate_files` is the command.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -24,17 +26,27 @@ import numpy as np
 from PIL import Image
 
 from ._tf import keras, tf
-from .data import Slice, decode_slice, natural_key, repeated
+from .calibration import calibrated, fit_calibration
+from .data import Slice, natural_key, read_slice, repeated
 from .errors import DataError, DataProblems, ModelFileError
-from .evaluation import DIRECTIONS, translate
-from .models import load_model
-from .processing import Cleaning
+from .processing import (
+    Cleaning,
+    Geometry,
+    from_unit_range,
+    head_mask,
+    prepare,
+    to_original_geometry,
+)
+from .test_time import averaged_over_copies
 
 EXPORT_FORMAT = 1
 GENERATOR_FILE = "generator.keras"
 CONFIG_FILE = "model.json"
+DIRECTIONS = {"t1-to-t2": ("t1", "t2"), "t2-to-t1": ("t2", "t1")}  # export folder: (from, to)
+CLEANING_KEYS = {"denoise", "mask_background"}
 
 
+# --- writing exports ------------------------------------------------------------------------
 def float32_copy(model: keras.Model) -> keras.Model:
     """`model` computing in float32: a model trained with mixed precision should not make
     every user of the export compute in 16 bits (slow, or unsupported, on many CPUs). The
@@ -118,8 +130,99 @@ def _replace_folder(new: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+class PeriodicExport(keras.callbacks.Callback):
+    """Export both generators every `every` epochs and at the end (atomically).
+
+    With `test_time_augmentation`, each export averages its network over shifted and mirrored
+    copies of the input (`mri_helpers.test_time`). With `calibration_data` (prepared training
+    T1 and T2 images), it then gets an output intensity calibration fitted on them
+    (`mri_helpers.calibration`).
+    """
+
+    def __init__(
+        self,
+        models_dir: str | os.PathLike,
+        every: int,
+        image_size: int,
+        extra: dict,
+        calibration_data: tuple[np.ndarray, np.ndarray] | None = None,
+        test_time_augmentation: bool = False,
+    ):
+        super().__init__()
+        self.models_dir, self.every = Path(models_dir), max(1, every)
+        self.test_time_augmentation = test_time_augmentation
+        self.image_size, self.extra = image_size, extra
+        if calibration_data is not None and min(len(images) for images in calibration_data) == 0:
+            raise ValueError("calibration_data needs training images of both contrasts")
+        self.calibration_data = calibration_data
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every == 0 or epoch + 1 == self.params.get("epochs"):
+            self.export(epoch + 1)
+
+    def export(self, epoch: int) -> None:
+        is_calibrated = self.calibration_data is not None
+        extra = {
+            **self.extra,
+            "epoch": epoch,
+            "calibrated": is_calibrated,
+            "test_time_augmentation": self.test_time_augmentation,
+        }
+        t1, t2 = self.calibration_data if is_calibrated else (None, None)
+        for direction, generator, sources, targets in (
+            ("t1-to-t2", self.model.generator_g, t1, t2),
+            ("t2-to-t1", self.model.generator_f, t2, t1),
+        ):
+            if self.test_time_augmentation or is_calibrated:
+                generator = float32_copy(generator)  # wrapped and fitted as exports compute
+            if self.test_time_augmentation:
+                generator = averaged_over_copies(generator)
+            if is_calibrated:
+                generator = calibrated(generator, fit_calibration(generator, sources, targets))
+            export_generator(generator, self.models_dir, direction, self.image_size, extra)
+
+
+# --- loading exports ------------------------------------------------------------------------
+def load_model(path: str | os.PathLike) -> keras.Model:
+    """Load a `.keras` model in Keras's safe mode: a file that carries code is refused.
+
+    The layers exports carry (`calibration`, `test_time`) are registered by importing this
+    module.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"no model file at {path}; pass the .keras file a run exported.")
+    try:
+        return keras.models.load_model(path, safe_mode=True)
+    except ValueError as error:
+        text = str(error)
+        if "safe_mode" in text or "lambda" in text.lower():
+            raise ModelFileError(
+                f"{path} was refused: it carries executable code (e.g. a Lambda layer), which "
+                "safe loading never runs. Use a model exported by this course."
+            ) from None
+        if text.startswith("File not found"):  # what Keras says of a file that is no zip
+            raise ModelFileError(
+                f"{path} is not a Keras model file (not a .keras zip archive); pass the "
+                "generator.keras a run exported."
+            ) from None
+        raise ModelFileError(f"{path} is not a usable Keras model: {_first_line(text)}") from None
+    except (OSError, KeyError, TypeError, AttributeError) as error:  # missing config, ...
+        raise ModelFileError(
+            f"{path} is not a Keras model this course can load ({type(error).__name__}: "
+            f"{_first_line(str(error))})."
+        ) from None
+
+
+def _first_line(text: str, limit: int = 200) -> str:
+    """The gist of a library's message: its first sentence, cut to `limit` characters (Keras
+    appends the whole model configuration to some messages)."""
+    first = text.strip().split("\n")[0].split(". ")[0]
+    return first if len(first) <= limit else first[:limit] + " ..."
+
+
 def load_generator(path: str | os.PathLike, direction: str | None = None):
-    """Load an exported generator and its configuration; check the direction if given.
+    """Load an exported generator and its checked configuration; check the direction if given.
 
     `path`: an export folder (`models/t1-to-t2`), a run's `models` folder (with `direction`),
     or the `generator.keras` file inside an export folder.
@@ -141,26 +244,140 @@ def load_generator(path: str | os.PathLike, direction: str | None = None):
         raise ModelFileError(
             f"no model at {path}; pass an export folder such as RUN_DIR/models/t1-to-t2."
         )
-    config_path = folder / CONFIG_FILE
-    if not config_path.is_file():
-        raise ModelFileError(
-            f"{folder} has no {CONFIG_FILE}, so the image size and direction the model expects "
-            "are unknown; pass a folder written by the course's export."
-        )
-    try:
-        config = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ModelFileError(f"{config_path} is not valid JSON ({error}).") from None
-    missing = {"direction", "image_size"} - set(config)
-    if missing:
-        raise ModelFileError(f"{config_path} lacks {sorted(missing)}; re-export the model.")
+    config = read_export_config(folder / CONFIG_FILE)
     if direction is not None and config["direction"] != direction:
+        suggestion = folder.parent / direction
+        advice = (
+            f"pass the {direction} export (e.g. {suggestion})"
+            if suggestion.resolve() != folder.resolve()
+            else f"its {CONFIG_FILE} contradicts its folder name; re-export it, or pass "
+            f"--direction {config['direction']}"
+        )
         raise ModelFileError(
-            f"{folder} translates {config['direction']}, not {direction}; pass the "
-            f"{direction} export (e.g. {folder.parent / direction})."
+            f"{folder} translates {config['direction']}, not {direction}; {advice}."
         )
     model_file = path if path.is_file() else folder / GENERATOR_FILE
-    return load_model(model_file), config
+    model = load_model(model_file)
+    _check_shapes(model, config, model_file)
+    return model, config
+
+
+def read_export_config(path: Path) -> dict[str, Any]:
+    """An export's model.json, with every value the course relies on checked."""
+    if not path.is_file():
+        raise ModelFileError(
+            f"{path.parent} has no {CONFIG_FILE}, so the image size and direction the model "
+            "expects are unknown; pass a folder written by the course's export."
+        )
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ModelFileError(f"{path} is not valid JSON ({error}).") from None
+    if not isinstance(config, dict):
+        raise ModelFileError(
+            f"{path} holds {type(config).__name__}, not the settings of an export; re-export."
+        )
+    missing = {"direction", "image_size"} - set(config)
+    if missing:
+        raise ModelFileError(f"{path} lacks {sorted(missing)}; re-export the model.")
+    if config["direction"] not in DIRECTIONS:
+        raise ModelFileError(
+            f"{path}: direction {config['direction']!r} is not one of {list(DIRECTIONS)}."
+        )
+    size = config["image_size"]
+    if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= 4096:
+        raise ModelFileError(
+            f"{path}: image_size {size!r} is not a whole number of pixels from 16 to 4096; "
+            "re-export the model."
+        )
+    cleaning = config.get("cleaning")
+    if cleaning is not None and (
+        not isinstance(cleaning, dict)
+        or set(cleaning) - CLEANING_KEYS
+        or not all(isinstance(v, bool) for v in cleaning.values())
+    ):
+        raise ModelFileError(
+            f"{path}: cleaning {cleaning!r} is not an object of {sorted(CLEANING_KEYS)} with "
+            "true/false values; re-export the model."
+        )
+    return config
+
+
+def _check_shapes(model: keras.Model, config: dict[str, Any], path: Path) -> None:
+    size = config["image_size"]
+    expected = (None, size, size, 1)
+    shapes = {"input": model.input_shape, "output": model.output_shape}
+    wrong = {what: shape for what, shape in shapes.items() if tuple(shape) != expected}
+    if wrong:
+        found = ", ".join(f"{what} {tuple(shape)}" for what, shape in wrong.items())
+        raise ModelFileError(
+            f"{path} does not fit its {CONFIG_FILE}: image_size {size} means images of shape "
+            f"{expected}, but the model has {found}. Re-export the model."
+        )
+
+
+# --- translating ----------------------------------------------------------------------------
+def translate(
+    generator: keras.Model,
+    slices: Sequence[Slice],
+    image_size: int,
+    cleaning: Cleaning | None = None,
+    batch_size: int = 8,
+) -> list[np.ndarray]:
+    """Run a generator on slices; return 8-bit images at each slice's own geometry.
+
+    With `cleaning`, inputs are cleaned as in training and, if it masks the background,
+    outputs are 0 outside the input's head too.
+    """
+    return translate_through([generator], slices, image_size, cleaning, batch_size)
+
+
+def _not_about_retracing(record: logging.LogRecord) -> bool:
+    """Drops TensorFlow's "triggered tf.function retracing" warning. Every Keras model's
+    predict function shares one piece of code, which TensorFlow counts traces by: scoring
+    several networks (exported, without calibration, alone, in cycles) traces each once per
+    batch shape, yet adds up to a warning that something is traced too often. Nothing is."""
+    return "triggered tf.function retracing" not in record.getMessage()
+
+
+def translate_through(
+    chain: Sequence[keras.Model],
+    slices: Sequence[Slice],
+    image_size: int,
+    cleaning: Cleaning | None = None,
+    batch_size: int = 8,
+) -> list[np.ndarray]:
+    """Like `translate`, through several generators in turn (e.g. there and back): the
+    float32 intermediate images stay as they are, neither rounded to 8 bits nor cleaned."""
+    if not slices:
+        return []
+    inputs = prepare(slices, image_size, cleaning)
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        # predict_on_batch, not predict(): a compiled call without a tf.data pipeline; a
+        # third faster than eager calls here.
+        for generator in chain:
+            batch = generator.predict_on_batch(batch)
+        return np.asarray(batch)
+
+    logger = tf.get_logger()
+    logger.addFilter(_not_about_retracing)
+    try:
+        outputs = np.concatenate(
+            [run(inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size)]
+        )
+    finally:
+        logger.removeFilter(_not_about_retracing)
+    results = [
+        from_unit_range(to_original_geometry(out[..., 0], Geometry(*s.shape)))
+        for out, s in zip(outputs, slices, strict=True)
+    ]
+    if cleaning is not None and cleaning.mask_background:
+        results = [
+            np.where(head_mask(s.image), r, 0).astype(np.uint8)
+            for r, s in zip(results, slices, strict=True)
+        ]
+    return results
 
 
 def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
@@ -188,42 +405,117 @@ def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     return files
 
 
+def check_outputs(
+    inputs: Sequence[Path], targets: Sequence[Path], overwrite: bool = False
+) -> None:
+    """Refuse, before any work, outputs that would replace an input, outputs that exist
+    (unless `overwrite`), and names the output folder's file system cannot hold."""
+    limit = _name_limit(targets[0].parent) if targets else None
+    for target in targets:
+        if limit is not None and len(os.fsencode(target.name)) > limit:
+            raise DataError(
+                f"the output name {target.name[:40]}... is {len(os.fsencode(target.name))} "
+                f"bytes, longer than {limit}, the most the file system of --out allows; "
+                "rename the input."
+            )
+    sources = [p.resolve() for p in inputs]
+    for target in targets:
+        clash = next((s for s in sources if _same_file(s, target)), None)
+        if clash is not None:
+            raise DataError(
+                f"the output {target} would replace the input {clash}: translations keep "
+                "their inputs' names. Choose another --out; inputs are never overwritten."
+            )
+        if target.is_dir():
+            raise DataError(f"the output {target} is a folder; choose another --out.")
+    existing = [t for t in targets if t.exists() or t.is_symlink()]
+    if existing and not overwrite:
+        raise DataError(
+            f"{len(existing)} output(s) exist already (e.g. {existing[0]}); pass --overwrite "
+            "to replace them, or choose another --out."
+        )
+
+
+def _same_file(source: Path, target: Path) -> bool:
+    if target.resolve() == source:
+        return True
+    try:
+        return target.exists() and os.path.samefile(source, target)
+    except OSError:
+        return False
+
+
+def _name_limit(folder: Path) -> int | None:
+    """The longest file name (bytes) the file system of `folder` (or its nearest existing
+    parent) allows."""
+    for candidate in (folder, *folder.parents):
+        if candidate.is_dir():
+            try:
+                return os.pathconf(candidate, "PC_NAME_MAX")
+            except (OSError, ValueError):
+                return None
+    return None
+
+
 def translate_files(
     model: str | os.PathLike,
     direction: str,
     inputs: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Translate PNG slices with an exported generator into `out_dir`, same names and sizes.
 
-    Every input is read and checked before anything is written; outputs go only into
-    `out_dir`, each written to a temporary name and renamed.
+    Everything is checked before anything is written: the model, every input, and every
+    output (none may replace an input; existing ones only with `overwrite`). Outputs go only
+    into `out_dir`, each written to a temporary name and renamed. An input the reader shrank
+    (larger than `data.MAX_SIDE`) is translated at the shrunk size and brought back to its
+    stored size, with a printed note.
     """
     if direction not in DIRECTIONS:
         raise ValueError(f"unknown direction {direction!r}; use one of {list(DIRECTIONS)}")
     generator, config = load_generator(model, direction)
     files = collect_inputs(inputs)
+    out_dir = Path(out_dir)
+    targets = [out_dir / f.name for f in files]
+    check_outputs(files, targets, overwrite)
     slices, problems = [], []
     for file in files:
         try:
-            image, notes = decode_slice(file.read_bytes())
-            slices.append(Slice(file.name, DIRECTIONS[direction][0], image, str(file), notes))
+            slices.append(read_slice(file, DIRECTIONS[direction][0]))
         except DataError as error:
-            problems.append(f"{file}: {error}")
+            problems.append(str(error))
     if problems:
         raise DataProblems("the inputs", problems)
-    out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise DataError(f"cannot create {out_dir} ({error.strerror}).") from None
-    written = []
     cleaning = Cleaning(**config["cleaning"]) if config.get("cleaning") else None
     outputs = translate(generator, slices, config["image_size"], cleaning)
-    for s, image in zip(slices, outputs, strict=True):
-        target = out_dir / Path(s.id).name
-        partial = target.with_name(f".{target.name}.partial")
-        Image.fromarray(np.asarray(image, np.uint8)).save(partial, format="PNG")
-        os.replace(partial, target)
+    written = []
+    for s, image, target in zip(slices, outputs, targets, strict=True):
+        result = Image.fromarray(np.asarray(image, np.uint8))
+        stored = s.stored_shape
+        if stored is not None and tuple(stored) != image.shape:
+            result = result.resize((stored[1], stored[0]), Image.Resampling.BILINEAR)
+            print(
+                f"note: {s.id} was {stored[1]}x{stored[0]}, translated at {image.shape[1]}x"
+                f"{image.shape[0]} and enlarged back to {stored[1]}x{stored[0]}"
+            )
+        _write_png(result, target)
         written.append(target)
     return written
+
+
+def _write_png(image: Image.Image, target: Path) -> None:
+    """Write to a temporary file beside `target`, then rename it into place."""
+    try:
+        handle, partial = tempfile.mkstemp(prefix=".translate-", suffix=".png", dir=target.parent)
+        with os.fdopen(handle, "wb") as file:
+            image.save(file, format="PNG")
+        os.replace(partial, target)
+    except OSError as error:
+        if "partial" in locals():
+            Path(partial).unlink(missing_ok=True)
+        raise DataError(f"cannot write {target} ({error.strerror}).") from None

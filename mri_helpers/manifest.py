@@ -41,4 +41,13 @@ def read(run_dir: str | os.PathLike, name: str) -> dict[str, Any]:
             f"{path} is missing: run notebook {name.split('_')[0]} first with the same RUN_DIR "
             "(or run the whole course with `mri-course run`)."
         )
-    return json.loads(path.read_text())
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise CourseError(
+            f"{path} is not readable JSON ({error}); it was damaged. Run notebook "
+            f"{name.split('_')[0]} again with the same RUN_DIR, or start a new run."
+        ) from None
+    if not isinstance(content, dict):
+        raise CourseError(f"{path} holds {type(content).__name__}, not a manifest; run again.")
+    return content

@@ -18,12 +18,10 @@ safe mode without custom objects.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from ._tf import keras
-from .errors import ModelConfigError, ModelFileError
+from .errors import ModelConfigError
 
 INIT_STDDEV = 0.02  # weights ~ N(0, 0.02), as in pix2pix and the CycleGAN paper
 
@@ -215,25 +213,3 @@ def wrapped_network(wrapper: keras.Model) -> keras.Model:
     """The network nested in a wrapper model (an export's averaging or calibration around a
     generator): its first layer that is itself a model."""
     return next(layer for layer in wrapper.layers if isinstance(layer, keras.Model))
-
-
-def load_model(path: str | os.PathLike) -> keras.Model:
-    """Load a `.keras` model in Keras's safe mode: a file that carries code is refused."""
-    from . import calibration, test_time  # noqa: F401  (register the layers exports carry)
-
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"no model file at {path}; pass the .keras file a run exported.")
-    try:
-        return keras.models.load_model(path, safe_mode=True)
-    except ValueError as error:
-        if "safe_mode" in str(error) or "lambda" in str(error).lower():
-            raise ModelFileError(
-                f"{path} was refused: it carries executable code (e.g. a Lambda layer), which "
-                "safe loading never runs. Use a model exported by this course."
-            ) from None
-        raise ModelFileError(f"{path} is not a usable Keras model: {error}") from None
-    except (OSError, KeyError, TypeError) as error:  # not a zip, missing config, ...
-        raise ModelFileError(
-            f"{path} is not a Keras model file ({type(error).__name__}: {error})."
-        ) from None

@@ -17,6 +17,7 @@ from skimage.restoration import denoise_nl_means
 
 from ._tf import tf
 from .data import MODALITIES, MRIDataset, Slice, natural_key
+from .errors import DataError
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -282,7 +283,11 @@ def holdout_split(dataset: MRIDataset, fraction: float = 0.1, seed: int = 0) -> 
     def pick(ids: list[str]) -> list[str]:
         count = max(1, round(fraction * len(ids)))
         if count >= len(ids):
-            raise ValueError(f"{len(ids)} slices are too few to hold {count} out and train.")
+            raise DataError(
+                f"{len(ids)} slices of one contrast are too few to hold {count} out and still "
+                "train; a held-out split needs at least 2 slices per contrast (the course data "
+                "has over 40)."
+            )
         return sorted(rng.choice(ids, size=count, replace=False).tolist(), key=natural_key)
 
     if dataset.is_phantom:

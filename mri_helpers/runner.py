@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,7 +19,7 @@ from typing import Any
 
 from . import manifest, profiles
 from .data import AUTO, PHANTOM, find_data, project_root
-from .errors import CourseRunError
+from .errors import CourseRunError, ParameterError
 
 
 @dataclass(frozen=True)
@@ -43,24 +44,93 @@ def course_notebooks(notebooks_dir: Path | None = None) -> list[Path]:
     return found
 
 
+# Everything `mri-course run` writes into a run folder, and so all that --overwrite may remove:
+# the executed notebooks, the notebooks' manifests, and the files and folders they write.
+RUN_PATTERNS = (
+    "[0-9][0-9]_*.ipynb",
+    "[0-9][0-9]_*.json",
+    "[0-9][0-9]_*.json.partial",
+    "progress.json",
+    "progress.json.partial",
+    "run.json",
+    "backup",
+    "models",
+    "samples",
+    "tensorboard",
+    "translated",
+    "figures",
+    "history.csv",
+    "quality.csv",
+    "held_out_t1.png",
+    ".write-test",
+)
+
+
+def is_run_folder(folder: Path) -> bool:
+    """Whether `folder` was written by `mri-course run`: its progress.json or run.json is a
+    JSON object with the run's parameters."""
+    for name in (f"{PROGRESS}.json", "run.json"):
+        try:
+            content = json.loads((folder / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(content, dict) and isinstance(content.get("parameters"), dict):
+            return True
+    return False
+
+
+def run_entries(folder: Path) -> list[Path]:
+    """The files and folders in `folder` that a run writes (RUN_PATTERNS)."""
+    found = {entry for pattern in RUN_PATTERNS for entry in folder.glob(pattern)}
+    return sorted(found)
+
+
+def clear_run(folder: Path) -> list[Path]:
+    """Remove what a run wrote in `folder`; return the entries kept (not written by a run).
+
+    A link is removed as a link: what it points to is never touched.
+    """
+    for entry in run_entries(folder):
+        if entry.is_symlink() or not entry.is_dir():
+            entry.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(entry)
+    return sorted(folder.iterdir())
+
+
 def new_run_dir(out: str | os.PathLike | None, profile: str, overwrite: bool) -> Path:
-    """Create the run folder; refuse to reuse a non-empty one unless `overwrite`."""
+    """Create the run folder. A non-empty one is refused, unless `overwrite` and it holds a
+    course run: then what that run wrote is removed and everything else is kept."""
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out = project_root() / "runs" / f"{profile}-{stamp}"
     run_dir = Path(out).expanduser().resolve()
     if run_dir.exists() and not run_dir.is_dir():
         raise CourseRunError(f"{run_dir} exists and is not a folder; choose another --out.")
-    unfinished = (run_dir / f"{PROGRESS}.json").is_file() and not (run_dir / "run.json").exists()
-    if run_dir.is_dir() and any(run_dir.iterdir()) and not overwrite and unfinished:
+    used = run_dir.is_dir() and any(run_dir.iterdir())
+    if used and not is_run_folder(run_dir):
+        names = sorted(p.name for p in run_dir.iterdir())
+        shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
+        raise CourseRunError(
+            f"{run_dir} is not empty and is not a run of this course (it holds {shown}); "
+            "nothing in it was touched. --overwrite replaces only a folder written by "
+            "`mri-course run`. Choose another --out, or an empty folder."
+        )
+    unfinished = used and not (run_dir / "run.json").exists()
+    if used and not overwrite and unfinished:
         raise CourseRunError(
             f"{run_dir} holds an interrupted run; continue it with "
             f"`mri-course run --resume --out {run_dir}`, or start again with --overwrite."
         )
-    if run_dir.is_dir() and any(run_dir.iterdir()) and not overwrite:
+    if used and not overwrite:
         raise CourseRunError(
             f"{run_dir} already holds an earlier run; choose another --out or pass --overwrite."
         )
+    if used:
+        kept = clear_run(run_dir)
+        if kept:
+            shown = ", ".join(p.name for p in kept[:5]) + (" ..." if len(kept) > 5 else "")
+            print(f"--overwrite: removed the earlier run; kept {len(kept)} other entries: {shown}")
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write-test"
@@ -86,6 +156,11 @@ def run_course(
 ) -> RunResult:
     """Execute every course notebook in order into a new run folder."""
     overrides = dict(overrides or {})
+    if "PROFILE" in overrides:
+        raise ParameterError(
+            f"PROFILE={overrides['PROFILE']!r} cannot be set as a parameter: a run's values come "
+            "from its profile. Choose the profile with --profile."
+        )
     if seed is not None:
         overrides["SEED"] = seed
     parameters = profiles.resolve(profile, **overrides)  # fails before any work
@@ -113,11 +188,18 @@ def resume_course(
             "start a new run instead."
         )
     progress = manifest.read(run_dir, PROGRESS)
-    print(f"Resuming the run in {run_dir}; finished before: {sorted(progress['done']) or 'none'}")
-    return _execute(
-        course_notebooks(notebooks_dir), progress["parameters"], run_dir, progress["done"],
-        log_output,
-    )  # fmt: skip
+    parameters, done = progress.get("parameters"), progress.get("done")
+    if not isinstance(parameters, dict) or not isinstance(done, dict):
+        raise CourseRunError(
+            f"{run_dir / PROGRESS}.json does not describe a course run (no parameters or list of "
+            "finished notebooks); start again with `mri-course run --overwrite --out "
+            f"{run_dir}`."
+        )
+    parameters = {**profiles.check({k: v for k, v in parameters.items() if k != "RUN_DIR"})}
+    # The run's files live in the folder it is given now, wherever it was started.
+    parameters["RUN_DIR"] = str(run_dir)
+    print(f"Resuming the run in {run_dir}; finished before: {sorted(done) or 'none'}")
+    return _execute(course_notebooks(notebooks_dir), parameters, run_dir, done, log_output)
 
 
 PROGRESS = "progress"  # <run>/progress.json: parameters and finished notebooks
@@ -210,44 +292,93 @@ def publish(run_dir: str | os.PathLike, notebooks_dir: Path | None = None) -> li
     The committed notebooks then show real results to a learner browsing the repository. The
     papermill injected-parameters cell and papermill metadata are dropped and execution counts
     renumbered 1..N; every other cell must still match the committed source (no stale runs).
+    Everything is checked first; then all notebooks are written, or none.
     """
     import nbformat
 
     run_dir = Path(run_dir)
-    manifest = run_dir / "run.json"
-    if not manifest.is_file():
-        raise CourseRunError(f"{run_dir} is not a finished run (no run.json); run it first.")
-    parameters = json.loads(manifest.read_text())["parameters"]
-    profile = parameters["PROFILE"]
-    if parameters["DATA"] == PHANTOM:
+    parameters = _finished_run_parameters(run_dir)
+    if parameters.get("DATA") == PHANTOM:
         raise CourseRunError(
             f"{run_dir} ran on the phantom; committed notebooks show the course data. Put the "
             "zip into data/ (or set MRI_DATA) and run again."
         )
-    if profile != "course":
+    course = profiles.load_profile("course")
+    differing = [
+        f"{name} {parameters.get(name)!r} (course: {value!r})"
+        for name, value in course.items()
+        if parameters.get(name) != value
+    ]
+    if differing:
         raise CourseRunError(
-            f"{run_dir} is a {profile!r} run; committed notebooks carry the 'course' profile's "
-            "outputs. Run `mri-course run --profile course` and publish that."
+            f"{run_dir} did not run with the 'course' profile's values: {', '.join(differing)}. "
+            "Committed notebooks carry the course profile's outputs; run `mri-course run "
+            "--profile course` without --set and publish that."
         )
-    published = []
+    ready = []
     for committed_path in course_notebooks(notebooks_dir):
         executed_path = run_dir / committed_path.name
         if not executed_path.is_file():
-            raise CourseRunError(f"{executed_path} is missing; the run did not finish.")
-        executed = nbformat.read(executed_path, as_version=4)
+            raise CourseRunError(
+                f"{executed_path} is missing, so nothing was published; publish a complete run."
+            )
+        try:
+            executed = nbformat.read(executed_path, as_version=4)
+        except Exception as error:  # nbformat raises several types for broken files
+            raise CourseRunError(
+                f"{executed_path} is not a readable notebook ({type(error).__name__}); nothing "
+                "was published."
+            ) from None
         committed = nbformat.read(committed_path, as_version=4)
         executed.cells = [
             c for c in executed.cells if "injected-parameters" not in c.metadata.get("tags", [])
         ]
         if [c.source for c in executed.cells] != [c.source for c in committed.cells]:
             raise CourseRunError(
-                f"{executed_path} was run from a different version of {committed_path.name}; "
-                "run the course again, then publish."
+                f"{executed_path} was run from a different version of {committed_path.name}, so "
+                "nothing was published; run the course again, then publish."
             )
         _strip_run_metadata(executed)
-        nbformat.write(executed, committed_path)
-        published.append(committed_path)
-    return published
+        text = nbformat.writes(executed)
+        ready.append((committed_path, text if text.endswith("\n") else text + "\n"))
+    _write_all_or_nothing(ready)
+    return [path for path, _ in ready]
+
+
+def _finished_run_parameters(run_dir: Path) -> dict[str, Any]:
+    """The parameters recorded in a finished run's run.json, or a clear error."""
+    manifest_path = run_dir / "run.json"
+    if not manifest_path.is_file():
+        raise CourseRunError(f"{run_dir} is not a finished run (no run.json); run it first.")
+    try:
+        parameters = json.loads(manifest_path.read_text()).get("parameters")
+    except (OSError, ValueError, AttributeError):
+        parameters = None
+    if not isinstance(parameters, dict) or "PROFILE" not in parameters:
+        raise CourseRunError(
+            f"{manifest_path} is not the record of a course run (unreadable, or no PROFILE "
+            "among its parameters); publish a folder written by `mri-course run`."
+        )
+    return parameters
+
+
+def _write_all_or_nothing(files: list[tuple[Path, str]]) -> None:
+    """Write every (path, text) to a temporary file beside it, then rename them all into place;
+    if any write fails, remove the temporary files and leave every target as it was."""
+    partials = []
+    try:
+        for path, text in files:
+            partial = path.with_name(f".{path.name}.partial")
+            partials.append(partial)
+            partial.write_text(text)
+    except OSError as error:
+        for partial in partials:
+            partial.unlink(missing_ok=True)
+        raise CourseRunError(
+            f"cannot write {partial} ({error.strerror}); nothing was published."
+        ) from None
+    for partial, (path, _) in zip(partials, files, strict=True):
+        os.replace(partial, path)
 
 
 def _strip_run_metadata(notebook) -> None:

@@ -83,6 +83,6 @@ def is_averaged(model: keras.Model) -> bool:
     return any(isinstance(layer, AverageOfCopies) for layer in model.layers)
 
 
-def network_of(model: keras.Model) -> keras.Model:
+def without_copies(model: keras.Model) -> keras.Model:
     """The network inside an `averaged_over_copies` model (any other model: unchanged)."""
     return wrapped_network(model) if is_averaged(model) else model

@@ -335,23 +335,59 @@ def _variables(networks: list[keras.Model]) -> list:
 
 # --- callbacks (04_training, "Watching training") ------------------------------------------
 class ProgressLog(keras.callbacks.Callback):
-    """One short line per epoch (Keras's progress bar floods notebooks and CI logs)."""
+    """One line per epoch: the losses, the time so far and an estimate of the time left.
+
+    Keras's own progress bar redraws itself many times a second, which floods notebooks, CI
+    logs and the batch runner's output; one line an epoch reads well in all three.
+    """
 
     def __init__(self, every: int = 1):
         super().__init__()
         self.every = max(1, every)
 
+    def on_train_begin(self, logs=None):
+        self._start, self._first_epoch = time.perf_counter(), None
+
     def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
+        if self._first_epoch is None:  # a resumed run starts at its checkpoint's epoch
+            self._first_epoch = epoch
 
     def on_epoch_end(self, epoch, logs=None):
-        total = self.params.get("epochs", "?")
+        total = self.params.get("epochs") or epoch + 1
         if (epoch + 1) % self.every and epoch + 1 != total:
             return
         logs = logs or {}
         losses_text = "  ".join(f"{k} {logs[k]:.3f}" for k in LOSS_NAMES if k in logs)
-        seconds = time.perf_counter() - self._start
-        print(f"epoch {epoch + 1}/{total}  {losses_text}  ({seconds:.0f} s)", flush=True)
+        elapsed = time.perf_counter() - self._start
+        left = elapsed / (epoch + 1 - self._first_epoch) * (total - epoch - 1)
+        print(
+            f"epoch {epoch + 1}/{total}  {losses_text}  | {duration(elapsed)} so far, "
+            f"about {duration(left)} left",
+            flush=True,
+        )
+
+
+def duration(seconds: float) -> str:
+    """`seconds` as a short text: "42 s", "3.5 min", "1.2 h"."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def resume_or_start(run_dir: str | os.PathLike) -> bool:
+    """Whether training in `run_dir` resumes an interrupted run (BackupAndRestore's
+    checkpoint in `run_dir/backup` exists). If not, the history, quality log and samples a
+    finished run left there are removed, so the new run's files are its own."""
+    run_dir = Path(run_dir)
+    if (run_dir / "backup").exists():
+        return True
+    (run_dir / "history.csv").unlink(missing_ok=True)
+    (run_dir / "quality.csv").unlink(missing_ok=True)
+    for old in (run_dir / "samples").glob("epoch_*.png"):
+        old.unlink()
+    return False
 
 
 class StopOnNonFinite(keras.callbacks.Callback):
@@ -455,151 +491,6 @@ class SampleImages(keras.callbacks.Callback):
             )  # fmt: skip
 
 
-class PeriodicExport(keras.callbacks.Callback):
-    """Export both generators every `every` epochs and at the end (atomically).
-
-    With `test_time_augmentation`, each export averages its network over shifted and mirrored
-    copies of the input (`mri_helpers.test_time`). With `calibration_data` (prepared training
-    T1 and T2 images), it then gets an output intensity calibration fitted on them
-    (`mri_helpers.calibration`).
-    """
-
-    def __init__(
-        self,
-        models_dir: str | os.PathLike,
-        every: int,
-        image_size: int,
-        extra: dict,
-        calibration_data: tuple[np.ndarray, np.ndarray] | None = None,
-        test_time_augmentation: bool = False,
-    ):
-        super().__init__()
-        self.models_dir, self.every = Path(models_dir), max(1, every)
-        self.test_time_augmentation = test_time_augmentation
-        self.image_size, self.extra = image_size, extra
-        if calibration_data is not None and min(len(images) for images in calibration_data) == 0:
-            raise ValueError("calibration_data needs training images of both contrasts")
-        self.calibration_data = calibration_data
-
-    def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every == 0 or epoch + 1 == self.params.get("epochs"):
-            self.export(epoch + 1)
-
-    def export(self, epoch: int) -> None:
-        from .calibration import calibrated, fit_calibration
-        from .export import export_generator, float32_copy
-        from .test_time import averaged_over_copies
-
-        is_calibrated = self.calibration_data is not None
-        extra = {
-            **self.extra,
-            "epoch": epoch,
-            "calibrated": is_calibrated,
-            "test_time_augmentation": self.test_time_augmentation,
-        }
-        t1, t2 = self.calibration_data if is_calibrated else (None, None)
-        for direction, generator, sources, targets in (
-            ("t1-to-t2", self.model.generator_g, t1, t2),
-            ("t2-to-t1", self.model.generator_f, t2, t1),
-        ):
-            if self.test_time_augmentation or is_calibrated:
-                generator = float32_copy(generator)  # wrapped and fitted as exports compute
-            if self.test_time_augmentation:
-                generator = averaged_over_copies(generator)
-            if is_calibrated:
-                generator = calibrated(generator, fit_calibration(generator, sources, targets))
-            export_generator(generator, self.models_dir, direction, self.image_size, extra)
-
-
-class QualityOverTime(keras.callbacks.Callback):
-    """Every `every` epochs, score held-out phantom slices against their truth and record
-    (training minutes, SSIM) in `quality.csv`: the time-to-quality curve of a run."""
-
-    def __init__(self, evaluate, path: str | os.PathLike, every: int = 1):
-        super().__init__()
-        self.evaluate, self.path, self.every = evaluate, Path(path), max(1, every)
-
-    def on_train_begin(self, logs=None):
-        self.start, self.scoring_seconds = time.perf_counter(), 0.0
-        if not self.path.exists():
-            self.path.write_text("epoch,training_minutes,ssim_t1_to_t2,ssim_t2_to_t1\n")
-
-    def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every and epoch + 1 != self.params.get("epochs"):
-            return
-        now = time.perf_counter()
-        minutes = (now - self.start - self.scoring_seconds) / 60  # wall time, scoring excluded
-        scores = self.evaluate(self.model)
-        self.scoring_seconds += time.perf_counter() - now
-        with self.path.open("a") as f:
-            f.write(
-                f"{epoch + 1},{minutes:.2f},{scores['t1-to-t2']:.4f},{scores['t2-to-t1']:.4f}\n"
-            )
-
-
-def make_callbacks(
-    run_dir: str | os.PathLike,
-    samples: tuple[np.ndarray, np.ndarray],
-    image_size: int,
-    export_every: int,
-    export_extra: dict,
-    progress_every: int = 1,
-    quality: QualityOverTime | None = None,
-    averaged: bool = False,
-    calibration_data: tuple[np.ndarray, np.ndarray] | None = None,
-    test_time_augmentation: bool = False,
-) -> list[keras.callbacks.Callback]:
-    """Progress, NaN guard, resumable checkpoints, TensorBoard, sample images, export
-    (averaged over copies with `test_time_augmentation`; calibrated on `calibration_data`,
-    prepared training T1 and T2, when given)."""
-    run_dir = Path(run_dir)
-    return [
-        StopOnNonFinite(),
-        # A killed run restarts from its last finished epoch; double_checkpoint keeps the
-        # previous checkpoint, which Keras falls back on if the latest was cut off mid-write.
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
-        # From here on, callbacks see the averaged generators (when averaging is on).
-        *([AveragedGenerators()] if averaged else []),
-        *([quality] if quality else []),
-        keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), update_freq="epoch"),
-        SampleImages(*samples, run_dir / "samples"),
-        PeriodicExport(
-            run_dir / "models",
-            export_every,
-            image_size,
-            export_extra,
-            calibration_data,
-            test_time_augmentation,
-        ),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
-        ProgressLog(progress_every),
-    ]
-
-
-def fit(
-    model: CycleGAN, pipeline: tf.data.Dataset, run_dir: str | os.PathLike, **callback_options
-) -> keras.callbacks.History:
-    """Train with all callbacks (`make_callbacks` options). A run killed before the end
-    resumes from its last epoch when started again with the same RUN_DIR; a finished run's
-    next start is a fresh run."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "backup").exists():  # a fresh run: no stale history or samples
-        (run_dir / "history.csv").unlink(missing_ok=True)
-        (run_dir / "quality.csv").unlink(missing_ok=True)
-        for old in (run_dir / "samples").glob("epoch_*.png"):
-            old.unlink()
-    averaged = bool(model.config.generator_average)
-    callbacks = make_callbacks(run_dir, averaged=averaged, **callback_options)
-    return model.fit(
-        pipeline,
-        epochs=model.config.epochs,
-        steps_per_epoch=model.config.steps_per_epoch,
-        callbacks=callbacks,
-        verbose=0,
-        shuffle=False,
-    )
-
-
 def use_mixed_precision(setting: str = "auto") -> bool:
     """Set Keras's precision policy (`precision_policy`); say whether it is a mixed one.
 
@@ -652,92 +543,3 @@ def distribution_strategy() -> tf.distribute.Strategy:
     """MirroredStrategy over all GPUs when there are several, else the default strategy."""
     gpus = tf.config.list_logical_devices("GPU")
     return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
-
-
-# --- warm start (04_training, "A head start") ----------------------------------------------
-def baseline_targets(
-    sources: list[np.ndarray], target_examples: list[np.ndarray]
-) -> list[np.ndarray]:
-    """Classical unpaired guesses for each source slice: its head's intensities matched to
-    the reversed histogram of the other contrast (`evaluation.quantile_baseline`).
-
-    Uses no pairs: only the target contrast's overall intensity distribution.
-    """
-    from .evaluation import quantile_baseline
-    from .processing import head_mask
-
-    values = np.concatenate([t[head_mask(t)] for t in target_examples])
-    return [quantile_baseline(s, head_mask(s), values) for s in sources]
-
-
-def warm_start(
-    generator: keras.Model,
-    sources: np.ndarray,
-    targets: np.ndarray,
-    steps: int,
-    batch_size: int,
-    learning_rate: float = 1e-3,
-    seed: int = 0,
-) -> float:
-    """Fit a generator by L1 to classical guesses for `steps` steps; return the last loss.
-
-    A CycleGAN starts near the identity map, and T1 -> T2 is nearly an inversion: on the way
-    from one to the other lie low-contrast maps that lose information, which the cycle loss
-    punishes, and training stalls there (dark ventricles in "T2"). Starting from the
-    classical inversion, the adversarial and cycle losses only have to correct what it gets
-    wrong (fat, bone, noise), which takes far fewer steps.
-    """
-    if steps <= 0:
-        return float("nan")
-    data = tf.data.Dataset.from_tensor_slices((sources, targets))
-    data = data.shuffle(len(sources), seed=seed).repeat().batch(batch_size, drop_remainder=True)
-    optimizer = loss_scaled(keras.optimizers.Adam(learning_rate, beta_1=0.5))
-    variables = generator.trainable_variables
-
-    @tf.function
-    def step(x, y):
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(tf.abs(generator(x, training=True) - y))
-            scaled = optimizer.scale_loss(loss)  # the loss itself unless loss-scaled
-        optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables, strict=True))
-        return loss
-
-    loss = float("nan")
-    for x, y in data.take(steps):
-        loss = float(step(x, y))
-    return loss
-
-
-def warm_start_generators(
-    model: CycleGAN,
-    dataset,
-    split,
-    image_size: int,
-    cleaning,
-    steps: int,
-    batch_size: int,
-    seed: int = 0,
-) -> dict[str, float]:
-    """Warm-start both generators of `model` from the classical guesses for the training
-    slices; return the final L1 loss of each."""
-    from .processing import clean_slice, prepare_images, select
-
-    cleaned = {
-        m: [clean_slice(s.image, cleaning) for s in select(dataset, m, split.train[m])]
-        for m in ("t1", "t2")
-    }
-    losses_by_direction = {}
-    for direction, generator, source, target in (
-        ("t1-to-t2", model.generator_g, "t1", "t2"),
-        ("t2-to-t1", model.generator_f, "t2", "t1"),
-    ):
-        guesses = baseline_targets(cleaned[source], cleaned[target])
-        losses_by_direction[direction] = warm_start(
-            generator,
-            prepare_images(cleaned[source], image_size),
-            prepare_images(guesses, image_size),
-            steps,
-            batch_size,
-            seed=seed,
-        )
-    return losses_by_direction

@@ -83,8 +83,8 @@ def test_layer_interpolates_and_survives_safe_reload_and_saved_model(tmp_path: P
     np.testing.assert_allclose(
         model(x), apply(table, generator(x, training=False).numpy()), atol=1e-5
     )
-    assert calibration.network_of(model) is generator
-    assert calibration.network_of(generator) is generator
+    assert calibration.without_calibration(model) is generator
+    assert calibration.without_calibration(generator) is generator
     assert calibration.calibration_of(generator) is None
 
     folder = export.export_generator(model, tmp_path, "t1-to-t2", size)
@@ -92,7 +92,7 @@ def test_layer_interpolates_and_survives_safe_reload_and_saved_model(tmp_path: P
     np.testing.assert_allclose(loaded(x), model(x), atol=1e-5)
     assert list(calibration.calibration_of(loaded).table) == pytest.approx(list(table))
     np.testing.assert_allclose(
-        calibration.network_of(loaded)(x), generator(x, training=False), atol=1e-5
+        calibration.without_calibration(loaded)(x), generator(x, training=False), atol=1e-5
     )
     saved_model = tf.saved_model.load(str(folder / "saved_model"))
     served = saved_model.serve(tf.constant(x))
@@ -143,11 +143,11 @@ def test_exports_are_calibrated_on_training_images_and_scored_both_ways(
     for folder, data in (("calibrated", (train["t1"], train["t2"])), ("plain", None)):
         # As the course exports: averaged over copies, then calibrated on the average.
         averaged = data is not None
-        callback = training.PeriodicExport(tmp_path / folder, 1, size, extra, data, averaged)
+        callback = export.PeriodicExport(tmp_path / folder, 1, size, extra, data, averaged)
         callback.set_model(cyclegan)
         callback.export(1)
 
-    for direction, (source, target) in evaluation.DIRECTIONS.items():
+    for direction, (source, target) in export.DIRECTIONS.items():
         shipped, config = export.load_generator(tmp_path / "calibrated", direction)
         assert config["calibrated"] is True and config["test_time_augmentation"] is True
         # On its training images, the export's grey levels land on the target contrast's.
@@ -157,7 +157,7 @@ def test_exports_are_calibrated_on_training_images_and_scored_both_ways(
         np.testing.assert_allclose(
             np.quantile(made, landmarks), np.quantile(real, landmarks), atol=0.03
         )
-        network = calibration.network_of(shipped)(train[source]).numpy()
+        network = calibration.without_calibration(shipped)(train[source]).numpy()
         before = calibration.head_levels(network, train[source])
         assert stats.wasserstein_distance(made, real) < stats.wasserstein_distance(before, real)
         plain, config = export.load_generator(tmp_path / "plain", direction)

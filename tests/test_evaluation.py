@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import mri_helpers as mh
-from mri_helpers import evaluation, processing
+from mri_helpers import evaluation, export, processing
 from mri_helpers._tf import keras
 
 SIZE = 224
@@ -37,7 +37,7 @@ def test_cycle_chains_generators_as_training_does(course) -> None:
         assert image.shape == s.image.shape and image.dtype == np.uint8
         assert np.abs(image.astype(int) - given).max() <= 1
     # One way is a real translation: an inversion of the head.
-    there = evaluation.translate(negation(), slices[:1], SIZE, cleaning)[0]
+    there = export.translate(negation(), slices[:1], SIZE, cleaning)[0]
     head = processing.head_mask(slices[0].image)
     assert np.corrcoef(there[head], slices[0].image[head])[0, 1] < -0.9
 
@@ -70,9 +70,9 @@ def test_scoring_many_networks_warns_about_nothing(course, caplog, monkeypatch) 
         monkeypatch.setattr(tf_function, "_frequent_tracing_detector_manager", fresh)
         caplog.clear()
         for _ in range(6):
-            evaluation.translate(negation(), slices, SIZE, None, batch_size=2)
+            export.translate(negation(), slices, SIZE, None, batch_size=2)
         return caplog.text
 
     assert "retracing" not in six_networks()
-    monkeypatch.setattr(evaluation, "_not_about_retracing", lambda record: True)
+    monkeypatch.setattr(export, "_not_about_retracing", lambda record: True)
     assert "triggered tf.function retracing" in six_networks()  # what the filter drops

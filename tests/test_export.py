@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -92,7 +93,7 @@ def test_bad_models_are_refused_clearly(exported: Path, tmp_path: Path) -> None:
     (not_a_model / "model.json").write_text(
         json.dumps({"direction": "t1-to-t2", "image_size": 32})
     )
-    with pytest.raises(mh.ModelFileError, match="not a usable Keras model"):
+    with pytest.raises(mh.ModelFileError, match="not a Keras model file"):
         export.load_generator(not_a_model)
 
 
@@ -106,6 +107,45 @@ def test_translate_keeps_names_and_geometry(exported: Path, course_pngs: Path, t
         image = np.asarray(Image.open(path))
         assert image.shape == (217, 181) and image.dtype == np.uint8
     assert {p.name: sha256(p) for p in course_pngs.iterdir()} == before
+
+
+def test_translate_never_replaces_an_input(exported: Path, course_pngs: Path, tmp_path) -> None:
+    before = {p.name: sha256(p) for p in course_pngs.iterdir()}
+    for out in (course_pngs, course_pngs / "new" / "..", course_pngs.parent / course_pngs.name):
+        for overwrite in (False, True):
+            with pytest.raises(mh.DataError, match="would replace the input"):
+                export.translate_files(exported, "t1-to-t2", [course_pngs], out, overwrite)
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "Image #10.png").symlink_to(course_pngs / "Image #10.png")
+    with pytest.raises(mh.DataError, match="would replace the input"):
+        export.translate_files(exported, "t1-to-t2", [course_pngs], linked, overwrite=True)
+    assert {p.name: sha256(p) for p in course_pngs.iterdir()} == before
+
+
+def test_translate_replaces_outputs_only_when_asked(
+    exported: Path, course_pngs: Path, tmp_path
+) -> None:
+    out = tmp_path / "out"
+    export.translate_files(exported, "t1-to-t2", [course_pngs], out)
+    (out / "Image #10.png").write_bytes(b"an older translation")
+    with pytest.raises(mh.DataError, match="exist already.*--overwrite"):
+        export.translate_files(exported, "t1-to-t2", [course_pngs], out)
+    assert (out / "Image #10.png").read_bytes() == b"an older translation"
+    export.translate_files(exported, "t1-to-t2", [course_pngs], out, overwrite=True)
+    assert np.asarray(Image.open(out / "Image #10.png")).shape == (217, 181)
+    assert sorted(p.name for p in out.iterdir()) == ["Image #10.png", "Image #11.png"]
+
+
+def test_translate_refuses_names_the_output_cannot_hold(exported: Path, tmp_path) -> None:
+    long_name = "s" * 251 + ".png"  # 255 bytes: fits where it is, as does its translation
+    (tmp_path / long_name).write_bytes(png_bytes(gray_slice()))
+    written = export.translate_files(exported, "t1-to-t2", [tmp_path / long_name], tmp_path / "o")
+    assert [p.name for p in written] == [long_name]  # no temporary name got too long
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    assert export.check_outputs([], []) is None
+    with pytest.raises(mh.DataError, match=f"longer than {limit}"):
+        export.check_outputs([tmp_path / "a.png"], [tmp_path / "o" / ("x" * (limit + 1))])
 
 
 def test_translate_other_kinds_and_sizes(exported: Path, tmp_path: Path) -> None:
@@ -192,7 +232,7 @@ def test_mixed_precision_generators_export_as_float32(tmp_path: Path) -> None:
     finally:
         keras.mixed_precision.set_global_policy("float32")
     export.export_generator(generator, tmp_path, "t1-to-t2", SIZE, saved_model=False)
-    loaded = models.load_model(tmp_path / "t1-to-t2" / export.GENERATOR_FILE)
+    loaded = export.load_model(tmp_path / "t1-to-t2" / export.GENERATOR_FILE)
 
     def leaves(model):
         for layer in model.layers:

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mri_helpers import models
+import mri_helpers as mh
+from mri_helpers import export, models
 from mri_helpers._tf import keras
 
 
@@ -82,10 +83,10 @@ def test_load_model_refuses_code_and_non_models(tmp_path: Path) -> None:
     inputs = keras.Input((4,))
     crafted = keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs))
     crafted.save(tmp_path / "crafted.keras")
-    with pytest.raises(models.ModelFileError, match="refused: it carries executable code"):
-        models.load_model(tmp_path / "crafted.keras")
+    with pytest.raises(mh.ModelFileError, match="refused: it carries executable code"):
+        export.load_model(tmp_path / "crafted.keras")
     (tmp_path / "text.keras").write_text("not a model")
-    with pytest.raises(models.ModelFileError, match="not a usable Keras model"):
-        models.load_model(tmp_path / "text.keras")
-    with pytest.raises(models.ModelFileError, match="no model file at"):
-        models.load_model(tmp_path / "missing.keras")
+    with pytest.raises(mh.ModelFileError, match="not a Keras model file"):
+        export.load_model(tmp_path / "text.keras")
+    with pytest.raises(mh.ModelFileError, match="no model file at"):
+        export.load_model(tmp_path / "missing.keras")

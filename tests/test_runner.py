@@ -58,15 +58,143 @@ def test_runs_notebooks_in_order_into_a_new_folder(notebooks: Path, tmp_path: Pa
     assert {p: p.read_bytes() for p in notebooks.iterdir()} == committed
 
 
+def tree(folder: Path) -> dict[str, bytes | str]:
+    """Every file below `folder` with its bytes (links: their target), by relative path."""
+    return {
+        str(p.relative_to(folder)): (f"-> {p.readlink()}" if p.is_symlink() else p.read_bytes())
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() or p.is_symlink()
+    }
+
+
 def test_refuses_to_overwrite_an_earlier_run(notebooks: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    out.mkdir()
-    (out / "precious.txt").write_text("earlier results")
+    runner.run_course("smoke", "phantom", out, seed=1, notebooks_dir=notebooks)
     with pytest.raises(runner.CourseRunError, match="already holds an earlier run.*--overwrite"):
         runner.run_course("smoke", "phantom", out, notebooks_dir=notebooks)
-    assert (out / "precious.txt").read_text() == "earlier results"
-    runner.run_course("smoke", "phantom", out, overwrite=True, notebooks_dir=notebooks)
-    assert (out / "second.txt").exists()
+    assert (out / "second.txt").read_text() == "2"
+
+
+def test_overwrite_refuses_a_folder_that_is_not_a_run(notebooks: Path, tmp_path: Path) -> None:
+    """A user's own folder, even with run-like names in it, is never touched."""
+    out = tmp_path / "mine"
+    for name in ("backup/weights.h5", "models/t1-to-t2/notes.txt", "thesis.tex", "run.json"):
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(f"my {name}")
+    before = tree(out)
+    for overwrite in (False, True):
+        with pytest.raises(
+            runner.CourseRunError,
+            match="not a run of this course.*untouched|"
+            "not a run of this course.*nothing in it was touched",
+        ):
+            runner.run_course(
+                "smoke", "phantom", out, overwrite=overwrite, notebooks_dir=notebooks
+            )
+        assert tree(out) == before
+    assert cli_main(["run", "--profile", "smoke", "--out", str(out), "--overwrite"]) == 2
+    assert tree(out) == before
+
+
+def test_overwrite_replaces_a_run_and_keeps_what_no_run_wrote(
+    notebooks: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    runner.run_course("smoke", "phantom", out, seed=1, notebooks_dir=notebooks)
+    (out / "my-notes.txt").write_text("keep me")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious.txt").write_text("not the run's")
+    (out / "samples").symlink_to(elsewhere)  # a run-like name that links out of the folder
+    (out / "backup").mkdir()
+    (out / "backup" / "checkpoint").write_text("stale")
+    runner.run_course("smoke", "phantom", out, seed=5, overwrite=True, notebooks_dir=notebooks)
+    assert (out / "second.txt").read_text() == "10"  # the new run's
+    assert (out / "my-notes.txt").read_text() == "keep me"
+    assert not (out / "backup").exists()  # a stale checkpoint never leaks into a new run
+    assert not (out / "samples").exists()  # the link is gone ...
+    assert (elsewhere / "precious.txt").read_text() == "not the run's"  # ... not its target
+
+
+def test_a_run_records_the_values_it_ran_with(notebooks: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    command = ["run", "--profile", "smoke", "--set", "PROFILE=course", "--out", str(out)]
+    assert cli_main(command) == 2
+    assert "PROFILE='course' cannot be set" in capsys.readouterr().err and not out.exists()
+    result = runner.run_course("smoke", "phantom", out, notebooks_dir=notebooks)
+    recorded = json.loads((out / "run.json").read_text())["parameters"]
+    assert recorded == {k: v for k, v in result.parameters.items()}
+    assert recorded["EPOCHS"] == runner.profiles.load_profile("smoke")["EPOCHS"]
+
+
+def test_a_moved_run_resumes_in_its_new_folder(notebooks: Path, tmp_path: Path) -> None:
+    write_notebook(notebooks / "03_third.ipynb", "raise RuntimeError('killed')")
+    old = tmp_path / "old"
+    with pytest.raises(runner.CourseRunError, match="03_third"):
+        runner.run_course("smoke", "phantom", old, seed=3, notebooks_dir=notebooks)
+    new = tmp_path / "moved" / "run"
+    new.parent.mkdir()
+    old.rename(new)
+    write_notebook(
+        notebooks / "03_third.ipynb",
+        "import pathlib\npathlib.Path(RUN_DIR, 'third.txt').write_text(RUN_DIR)",
+    )
+    result = runner.resume_course(new, notebooks_dir=notebooks)
+    assert not old.exists()  # nothing written where the run used to be
+    assert (new / "third.txt").read_text() == str(new.resolve())
+    assert result.parameters["RUN_DIR"] == str(new.resolve())
+    assert json.loads((new / "run.json").read_text())["parameters"]["RUN_DIR"] == str(
+        new.resolve()
+    )
+
+
+@pytest.mark.parametrize("content", ["", "{not json", "[]", '{"parameters": 3, "done": {}}'])
+def test_resume_with_a_damaged_progress_file_is_a_clear_error(
+    notebooks: Path, tmp_path: Path, capsys, content: str
+) -> None:
+    (tmp_path / "progress.json").write_text(content)
+    assert cli_main(["run", "--resume", "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert "progress.json" in error and "Traceback" not in error
+
+
+def published_run(notebooks: Path, out: Path) -> Path:
+    """A finished run of the crafted notebooks that claims the course profile and data."""
+    runner.run_course("course", "phantom", out, notebooks_dir=notebooks)
+    manifest = json.loads((out / "run.json").read_text())
+    manifest["parameters"]["DATA"] = "/data/course.zip"
+    (out / "run.json").write_text(json.dumps(manifest))
+    return out
+
+
+def test_publish_writes_all_notebooks_or_none(notebooks: Path, tmp_path: Path) -> None:
+    run = published_run(notebooks, tmp_path / "run")
+    before = tree(notebooks)
+    (run / "02_second.ipynb").unlink()
+    with pytest.raises(runner.CourseRunError, match="02_second.ipynb is missing.*nothing"):
+        runner.publish(run, notebooks_dir=notebooks)
+    assert tree(notebooks) == before  # 01 was not replaced either
+    complete = published_run(notebooks, tmp_path / "complete")
+    assert [p.name for p in runner.publish(complete, notebooks_dir=notebooks)] == [
+        "01_first.ipynb",
+        "02_second.ipynb",
+    ]
+    assert tree(notebooks) != before and not list(notebooks.glob(".*.partial"))
+
+
+def test_publish_judges_a_run_by_its_values(notebooks: Path, tmp_path: Path) -> None:
+    run = published_run(notebooks, tmp_path / "run")
+    manifest = json.loads((run / "run.json").read_text())
+    manifest["parameters"].update(EPOCHS=2, IMAGE_SIZE=64)  # "course", with smoke's values
+    (run / "run.json").write_text(json.dumps(manifest))
+    before = tree(notebooks)
+    with pytest.raises(runner.CourseRunError, match="EPOCHS 2 \\(course: 25\\)"):
+        runner.publish(run, notebooks_dir=notebooks)
+    for damaged in ("{", "[]", '{"parameters": {"SEED": 1}}'):
+        (run / "run.json").write_text(damaged)
+        with pytest.raises(runner.CourseRunError, match="not the record of a course run"):
+            runner.publish(run, notebooks_dir=notebooks)
+    assert tree(notebooks) == before
 
 
 def test_a_failing_cell_names_notebook_cell_and_error(notebooks: Path, tmp_path: Path) -> None:

@@ -69,14 +69,15 @@ def test_export_reloads_safely_with_the_copies_and_the_saved_model(
     network = unet()
     model = test_time.averaged_over_copies(network)
     assert test_time.is_averaged(model) and not test_time.is_averaged(network)
-    assert test_time.network_of(model) is network and test_time.network_of(network) is network
+    assert test_time.without_copies(model) is network
+    assert test_time.without_copies(network) is network
     folder = export.export_generator(model, tmp_path, "t2-to-t1", SIZE, {"seed": 0})
     loaded, config = export.load_generator(folder)  # safe mode
     assert test_time.is_averaged(loaded) and config["image_size"] == SIZE
     expected = model(course_t2).numpy()
     np.testing.assert_allclose(loaded(course_t2).numpy(), expected, atol=1e-5)
     np.testing.assert_allclose(
-        test_time.network_of(loaded)(course_t2).numpy(), network(course_t2).numpy(), atol=1e-5
+        test_time.without_copies(loaded)(course_t2).numpy(), network(course_t2).numpy(), atol=1e-5
     )
     served = keras.layers.TFSMLayer(str(folder / "saved_model"), call_endpoint="serve")
     np.testing.assert_allclose(np.asarray(served(course_t2)), expected, atol=1e-5)

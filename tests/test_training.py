@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import mri_helpers as mh
-from mri_helpers import evaluation, losses, models, processing, training
+from mri_helpers import baselines, evaluation, losses, models, processing, training
 from mri_helpers._tf import keras
 
 SIZE = 32
@@ -249,16 +249,16 @@ def test_warm_start_moves_generators_towards_the_classical_guess() -> None:
     split = processing.holdout_split(phantom, 0.2, seed=0)
     cleaning = processing.Cleaning()
     model = build(pool_size=0)
-    guesses = training.baseline_targets(
+    guesses = baselines.baseline_targets(
         [processing.clean_slice(s.image, cleaning) for s in phantom.t1[:2]],
         [processing.clean_slice(s.image, cleaning) for s in phantom.t2[2:]],
     )
     assert guesses[0].shape == (217, 181) and guesses[0].dtype == np.uint8
-    before = training.warm_start_generators(model, phantom, split, SIZE, cleaning, 1, 2)
-    after = training.warm_start_generators(model, phantom, split, SIZE, cleaning, 60, 2)
+    before = baselines.warm_start_generators(model, phantom, split, SIZE, cleaning, 1, 2)
+    after = baselines.warm_start_generators(model, phantom, split, SIZE, cleaning, 60, 2)
     for direction in ("t1-to-t2", "t2-to-t1"):
         assert after[direction] < before[direction]
-    assert np.isnan(training.warm_start(model.generator_g, guesses, guesses, 0, 2))
+    assert np.isnan(baselines.warm_start(model.generator_g, guesses, guesses, 0, 2))
 
 
 def test_warm_start_trains_under_float16() -> None:
@@ -269,8 +269,8 @@ def test_warm_start_trains_under_float16() -> None:
         generator = models.unet_generator(SMALL_G, SIZE)
         assert generator.layers[1].compute_dtype == "float16"
         sources, targets = images(50, 4), -images(50, 4)
-        first = training.warm_start(generator, sources, targets, 1, 2, seed=0)
-        last = training.warm_start(generator, sources, targets, 40, 2, seed=0)
+        first = baselines.warm_start(generator, sources, targets, 1, 2, seed=0)
+        last = baselines.warm_start(generator, sources, targets, 40, 2, seed=0)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert np.isfinite(last) and last < first
@@ -356,7 +356,7 @@ def test_quality_over_time_scores_held_out_phantom_slices_during_fit(tmp_path) -
     ]
     model = build(epochs=3, steps=2)
     scorer = evaluation.phantom_scorer(dataset, split, SIZE, cleaning)
-    quality = training.QualityOverTime(scorer, tmp_path / "quality.csv", every=2)
+    quality = evaluation.QualityOverTime(scorer, tmp_path / "quality.csv", every=2)
     pipeline = processing.training_pipeline(*train, batch_size=2, seed=0)
     model.fit(pipeline, epochs=3, steps_per_epoch=2, callbacks=[quality], verbose=0)
     lines = (tmp_path / "quality.csv").read_text().splitlines()
