@@ -1,8 +1,9 @@
 """Helpers for the unpaired T1 <-> T2 MRI CycleGAN course: `import mri_helpers as mh`.
 
 The modules follow the course: data (01) -> processing (02) -> models and losses (03) ->
-training, calibration and evaluation (04) -> plotting. TensorFlow-heavy modules load on first
-use, so that `mri-course check-data` and the data lesson start quickly.
+training, baselines, test_time, calibration, export and evaluation (04); plotting draws the
+figures of all four, and lessons carries what one lesson hands the next. TensorFlow-heavy
+modules load on first use, so that `mri-course check-data` and the data lesson start quickly.
 """
 
 from __future__ import annotations
@@ -55,9 +56,11 @@ __all__ = [
 ]
 
 _LAZY_MODULES = {
+    "baselines",
     "calibration",
     "evaluation",
     "export",
+    "lessons",
     "losses",
     "manifest",
     "models",

@@ -188,6 +188,8 @@ def check_writable_file(path: Path, option: str) -> None:
     """Refuse a file path whose folder is missing, which is a folder, or cannot be written."""
     if path.is_dir():
         raise CourseError(f"{option} {path} is a folder; name a file, e.g. {path / 'out.json'}.")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise CourseError(f"{option} {path}: {path.parent} is a file, not a folder.")
     if not path.parent.is_dir():
         raise CourseError(
             f"{option} {path}: the folder {path.parent} does not exist; create it first."

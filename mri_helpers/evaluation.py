@@ -243,7 +243,10 @@ def evaluate_export(models_dir: str, data: str = "course") -> dict:
         dataset = load_dataset(found)
     else:
         dataset = load_dataset(data, num_slices=config.get("num_phantom_slices", 48))
-    split = holdout_split(dataset, config.get("holdout_fraction", 0.1), config.get("seed", 0))
+    try:
+        split = holdout_split(dataset, config.get("holdout_fraction", 0.1), config.get("seed", 0))
+    except DataError as error:
+        raise DataError(f"{dataset.source}: {error}") from None
     size = config["image_size"]
     cleaning = Cleaning(**config["cleaning"]) if config.get("cleaning") else None
     result = {"data": dataset.source, "image_size": size, "held_out": split.test}

@@ -410,13 +410,19 @@ def check_outputs(
 ) -> None:
     """Refuse, before any work, outputs that would replace an input, outputs that exist
     (unless `overwrite`), and names the output folder's file system cannot hold."""
-    limit = _name_limit(targets[0].parent) if targets else None
+    limit, path_limit = _name_limits(targets[0].parent) if targets else (None, None)
     for target in targets:
         if limit is not None and len(os.fsencode(target.name)) > limit:
             raise DataError(
                 f"the output name {target.name[:40]}... is {len(os.fsencode(target.name))} "
                 f"bytes, longer than {limit}, the most the file system of --out allows; "
                 "rename the input."
+            )
+        full = len(os.fsencode(str(target.absolute())))
+        if path_limit is not None and full >= path_limit:
+            raise DataError(
+                f"the output for {target.name[:40]}... would be a path of {full} bytes, longer "
+                f"than the {path_limit} the system allows; choose a shorter --out."
             )
     sources = [p.resolve() for p in inputs]
     for target in targets:
@@ -445,16 +451,16 @@ def _same_file(source: Path, target: Path) -> bool:
         return False
 
 
-def _name_limit(folder: Path) -> int | None:
-    """The longest file name (bytes) the file system of `folder` (or its nearest existing
-    parent) allows."""
+def _name_limits(folder: Path) -> tuple[int | None, int | None]:
+    """The longest file name and path (bytes) the file system of `folder` (or its nearest
+    existing parent) allows."""
     for candidate in (folder, *folder.parents):
-        if candidate.is_dir():
-            try:
-                return os.pathconf(candidate, "PC_NAME_MAX")
-            except (OSError, ValueError):
-                return None
-    return None
+        try:
+            if candidate.is_dir():
+                return os.pathconf(candidate, "PC_NAME_MAX"), os.pathconf(candidate, "PC_PATH_MAX")
+        except (OSError, ValueError):
+            continue
+    return None, None
 
 
 def translate_files(
@@ -477,8 +483,22 @@ def translate_files(
     generator, config = load_generator(model, direction)
     files = collect_inputs(inputs)
     out_dir = Path(out_dir)
+    blocker = next((p for p in (out_dir, *out_dir.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise DataError(f"--out {out_dir}: {blocker} is a file, not a folder; choose another.")
     targets = [out_dir / f.name for f in files]
-    check_outputs(files, targets, overwrite)
+    try:
+        check_outputs(files, targets, overwrite)
+    except OSError as error:  # e.g. a path longer than the file system allows
+        shown = (
+            str(out_dir)
+            if len(str(out_dir)) < 200
+            else f"{str(out_dir)[:80]}...{out_dir.name[-40:]}"
+        )
+        raise DataError(
+            f"cannot use --out {shown} ({len(str(out_dir))} characters): {error.strerror}; "
+            "choose a shorter path."
+        ) from None
     slices, problems = [], []
     for file in files:
         try:

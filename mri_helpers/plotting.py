@@ -357,3 +357,43 @@ def plot_calibration(
     histograms.legend()
     fig.tight_layout()
     return fig
+
+
+def nearest_slice(slice_id: str, candidates: Sequence[Slice]) -> Slice:
+    """The candidate whose number (its position in the head) is closest to `slice_id`'s: the
+    course data is unpaired, so the nearest real slice of the other contrast is what a
+    generated one can be compared with by eye."""
+    return min(candidates, key=lambda s: abs(_number(s.id) - _number(slice_id)))
+
+
+def show_translations(columns: dict[str, Sequence[np.ndarray]], size: float = 2.2) -> plt.Figure:
+    """Rows of slices, one row per held-out slice, one column per title (0..255)."""
+    titles = list(columns)
+    rows = len(next(iter(columns.values())))
+    fig, axes = plt.subplots(
+        rows, len(titles), figsize=(size * len(titles), size * 1.2 * rows), squeeze=False
+    )
+    for column, title in enumerate(titles):
+        for row, image in enumerate(columns[title]):
+            axes[row, column].imshow(image, cmap="gray", vmin=0, vmax=255)
+            axes[row, column].axis("off")
+        axes[0, column].set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def slice_viewer(columns: dict[str, Sequence[np.ndarray]], labels: Sequence[str] | None = None):
+    """An interactive viewer (ipywidgets): a slider through the slices, each shown in every
+    column side by side. For JupyterLab; on a repository page use `show_translations`."""
+    import ipywidgets as widgets
+
+    count = len(next(iter(columns.values())))
+    labels = list(labels) if labels is not None else [str(i) for i in range(count)]
+
+    def show(index: int) -> None:
+        figure = show_comparison([images[index] for images in columns.values()], list(columns))
+        figure.suptitle(labels[index], fontsize=10)
+        plt.show()
+
+    slider = widgets.IntSlider(0, 0, count - 1, description="slice", continuous_update=False)
+    return widgets.interactive(show, index=slider)

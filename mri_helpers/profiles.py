@@ -8,7 +8,10 @@ allowed values when one is wrong.
 
 from __future__ import annotations
 
+import difflib
+import math
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from importlib import resources
 from typing import Any
 
@@ -17,6 +20,8 @@ import yaml
 from .errors import ParameterError
 
 PROFILES = ("smoke", "course", "full")
+TRUE_WORDS = ("true", "yes", "on", "1")  # how a command line may write a bool, any case
+FALSE_WORDS = ("false", "no", "off", "0")
 NETWORKS = ("tiny", "compact", "tutorial")  # the named configurations in mri_helpers.models
 
 
@@ -40,6 +45,8 @@ class Spec:
         is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if self.kind is float and not is_number:
             raise ParameterError(f"{name}={value!r} must be a number ({allowed}).")
+        if self.kind is float and not math.isfinite(value):
+            raise ParameterError(f"{name}={value!r} must be a finite number ({allowed}).")
         if self.kind is bool and not isinstance(value, bool):
             raise ParameterError(f"{name}={value!r} must be True or False.")
         if self.kind is str and not isinstance(value, str):
@@ -50,6 +57,31 @@ class Spec:
         if too_low or (self.high is not None and value > self.high):
             raise ParameterError(f"{name}={value!r} is out of range ({allowed}).")
         return value
+
+    def parse(self, name: str, text: str) -> Any:
+        """The value a command line's text stands for, by this parameter's type (unchecked
+        for choices; numbers are range-checked here, before a huge one becomes inf)."""
+        text = text.strip()
+        if self.kind is str:
+            return text
+        shown = _shorten(text)
+        if self.kind is bool:
+            if text.lower() in TRUE_WORDS + FALSE_WORDS:
+                return text.lower() in TRUE_WORDS
+            raise ParameterError(
+                f"{name}={shown!r} must be true or false (also yes/no, on/off, 1/0)."
+            )
+        what = "a whole number" if self.kind is int else "a finite number"
+        try:
+            number = Decimal(text)
+        except InvalidOperation:
+            number = Decimal("NaN")
+        if not number.is_finite() or (self.kind is int and number != number.to_integral()):
+            raise ParameterError(f"{name}={shown!r} must be {what} ({self.describe()}).")
+        too_low = self.low is not None and number < Decimal(str(self.low))
+        if too_low or (self.high is not None and number > Decimal(str(self.high))):
+            raise ParameterError(f"{name}={shown} is out of range ({self.describe()}).")
+        return int(number) if self.kind is int else float(number)
 
     def describe(self) -> str:
         if self.choices:
@@ -89,6 +121,35 @@ SPECS: dict[str, Spec] = {
     "MIXED_PRECISION": Spec(str, "16-bit compute (GPU, bf16 CPU)", choices=("auto", "on", "off")),
     "REPRODUCIBLE": Spec(bool, "bit-identical runs with one seed on a CPU (slower)"),
 }
+
+
+def parse_setting(item: str) -> tuple[str, Any]:
+    """A command line's `NAME=VALUE` as (NAME, checked value), read by NAME's declared type.
+
+    Not by YAML's rules: `MIXED_PRECISION=on` stays the text "on", `EPOCHS=1e9` is a number
+    (out of range), and NaN or infinity are refused.
+    """
+    name, sep, text = item.partition("=")
+    name = name.strip()
+    if not sep or not name:
+        raise ParameterError(
+            f"--set {_shorten(item)!r} must look like NAME=VALUE, e.g. --set EPOCHS=5; "
+            f"known names: {', '.join(sorted(SPECS))}."
+        )
+    if name not in SPECS:
+        close = difflib.get_close_matches(name.upper(), SPECS, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ParameterError(
+            f"--set {_shorten(item)!r}: unknown parameter {_shorten(name)!r}; {hint}"
+            f"known: {', '.join(sorted(SPECS))}."
+        )
+    spec = SPECS[name]
+    return name, spec.check(name, spec.parse(name, text))
+
+
+def _shorten(text: str, limit: int = 40) -> str:
+    """`text` cut to `limit` characters for a one-line message."""
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def load_profile(name: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import manifest, profiles
-from .data import AUTO, PHANTOM, find_data, project_root
+from .data import AUTO, PHANTOM, find_data, project_root, read_course_data
 from .errors import CourseRunError, ParameterError
 
 
@@ -262,7 +262,10 @@ def _resolve_data(data: str) -> str:
     if data == PHANTOM:
         return PHANTOM
     found = find_data(None if data == AUTO else data)
-    return PHANTOM if found is None else str(found.resolve())
+    if found is None:
+        return PHANTOM
+    read_course_data(found)  # every slice checked now, not in a notebook minutes later
+    return str(found.resolve())
 
 
 def _write_run_manifest(run_dir: Path, parameters: dict, seconds: dict) -> None:

@@ -1,0 +1,141 @@
+"""What the lessons hand each other, so that lesson cells hold no plumbing.
+
+Every lesson starts with a parameters cell of plain values; `parameters(globals())` checks them
+and fills those left at None from the profile. `prepared(RUN_DIR)` gives a lesson what the
+earlier lessons of the same run set up, read from their manifests (`mri_helpers.manifest`):
+the data (01), the held-out split, cleaning and image size (02), and the networks (03).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import manifest, profiles
+from .data import MRIDataset, Slice, load_dataset
+from .errors import MissingManifestError
+from .processing import Cleaning, Split, prepare, select, training_pipeline
+
+
+class Parameters(dict):
+    """Checked parameter values, read as attributes (`p.EPOCHS`) or as keys."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(
+                f"no parameter {name!r}; this lesson has {sorted(self)}"
+            ) from None
+
+
+def parameters(namespace: Mapping[str, Any], **fixed: Any) -> Parameters:
+    """The course parameters set in `namespace` (a lesson's `globals()`: its UPPER_CASE names
+    that the course knows), those left at None taken from the profile, every value checked.
+
+    `fixed`: values an earlier lesson decided (e.g. IMAGE_SIZE), which win.
+    """
+    values = {name: value for name, value in namespace.items() if name in profiles.SPECS}
+    values.update(fixed)
+    profile = values.pop("PROFILE", "course")
+    return Parameters(profiles.resolve(profile, **values))
+
+
+@dataclass
+class Prepared:
+    """What the earlier lessons of one run set up; read it with `prepared(run_dir)`."""
+
+    run_dir: Path
+    manifests: dict[str, dict[str, Any]]
+    _images: dict[tuple[str, str], np.ndarray] = field(default_factory=dict, repr=False)
+
+    def _manifest(self, name: str) -> dict[str, Any]:
+        if name not in self.manifests:
+            raise MissingManifestError(
+                f"{self.run_dir / name}.json is missing: run lesson {name[:2]} first with the "
+                "same RUN_DIR (or the whole course with `mri-course run`)."
+            )
+        return self.manifests[name]
+
+    @functools.cached_property
+    def dataset(self) -> MRIDataset:
+        """The data lesson 01 chose."""
+        data = self._manifest("01_data")
+        return load_dataset(data["data"], num_slices=data["num_phantom_slices"])
+
+    @property
+    def split(self) -> Split:
+        """The held-out split of lesson 02."""
+        return Split(**self._manifest("02_processing")["split"])
+
+    @property
+    def cleaning(self) -> Cleaning:
+        """The cleaning of lesson 02."""
+        return Cleaning(**self._manifest("02_processing")["cleaning"])
+
+    @property
+    def image_size(self) -> int:
+        """The side of the networks' square input (lesson 02)."""
+        return self._manifest("02_processing")["image_size"]
+
+    @property
+    def batch_size(self) -> int:
+        return self._manifest("02_processing")["batch_size"]
+
+    @property
+    def seed(self) -> int:
+        """The seed lesson 02 split and shuffled with."""
+        return self._manifest("02_processing")["seed"]
+
+    @property
+    def networks(self) -> dict[str, str]:
+        """The generator and discriminator configurations of lesson 03."""
+        models = self._manifest("03_models")
+        return {"GENERATOR": models["generator"], "DISCRIMINATOR": models["discriminator"]}
+
+    def settings(self) -> dict[str, Any]:
+        """The parameters earlier lessons fixed, for `parameters(..., **settings)`."""
+        fixed = {"IMAGE_SIZE": self.image_size, "BATCH_SIZE": self.batch_size}
+        return {**fixed, **(self.networks if "03_models" in self.manifests else {})}
+
+    def slices(self, modality: str, part: str = "test") -> list[Slice]:
+        """The slices of one contrast in the "train" or "test" (held-out) part."""
+        return select(self.dataset, modality, getattr(self.split, part)[modality])
+
+    def images(self, modality: str, part: str = "train") -> np.ndarray:
+        """Those slices cleaned, padded, resized and scaled for the networks (N, S, S, 1);
+        computed once per run folder and part."""
+        key = (modality, part)
+        if key not in self._images:
+            slices = self.slices(modality, part)
+            self._images[key] = prepare(slices, self.image_size, self.cleaning)
+        return self._images[key]
+
+    def pipeline(self, seed: int | None = None):
+        """Lesson 02's training pipeline over the prepared training slices."""
+        return training_pipeline(
+            self.images("t1"),
+            self.images("t2"),
+            self.batch_size,
+            seed=self.seed if seed is None else seed,
+        )
+
+
+def prepared(run_dir: str | os.PathLike) -> Prepared:
+    """What the earlier lessons wrote into `run_dir` (each manifest that exists)."""
+    run_dir = Path(run_dir)
+    names = ("01_data", "02_processing", "03_models")
+    found = {
+        name: manifest.read(run_dir, name)
+        for name in names
+        if (run_dir / f"{name}.json").is_file()
+    }
+    if "01_data" not in found:
+        manifest.read(run_dir, "01_data")  # raises, saying which lesson to run first
+    return Prepared(run_dir, found)
