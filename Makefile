@@ -1,5 +1,6 @@
-# The course's two commands: `make course` runs it, `make test` tests it. Both create the
-# virtual environment and install the pinned versions first (only when something changed).
+# The course's commands: `make course` runs it, `make test` tests it, `make lab` opens the
+# lessons in JupyterLab. Each creates the virtual environment and installs the pinned versions
+# first (only when something changed).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -7,11 +8,12 @@ PROFILE ?= course
 DATA ?= auto
 OUT ?=
 
-.PHONY: help install course test format lock notebooks clean
+.PHONY: help install course test lab format lock notebooks clean
 
 help:
 	@echo "make course [PROFILE=smoke|course|full] [DATA=auto|phantom|PATH] [OUT=DIR]"
 	@echo "make test      install and run the whole test suite (lint, unit tests, notebooks)"
+	@echo "make lab       open the lessons in JupyterLab, in the course's environment"
 	@echo "make lock      re-pin constraints.txt from a fresh install (maintainers)"
 
 install: $(VENV)/.installed
@@ -28,6 +30,10 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+
+# JupyterLab from the course's environment: its default "Python 3" kernel has mri_helpers.
+lab: install
+	$(BIN)/jupyter lab --notebook-dir=notebooks
 
 format: install
 	$(BIN)/ruff format .
@@ -48,3 +54,4 @@ notebooks: install
 	rm -rf runs/publish
 	$(BIN)/mri-course run --profile course --data $(DATA) --out runs/publish
 	$(BIN)/mri-course publish runs/publish
+	$(BIN)/mri-course evaluate --model runs/publish/models --data course --json docs/course_metrics.json

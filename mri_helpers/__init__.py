@@ -101,7 +101,7 @@ def _one_op_at_a_time(tf: ModuleType) -> None:
 
     Op determinism is not enough there: ops that TensorFlow runs side by side share the
     intra-op threads, and two same-seed runs of the course's networks then part in the last
-    bits within a few steps (README, "Reproducibility"). One op at a time they do not, but
+    bits within a few steps (docs/reproducibility.md). One op at a time they do not, but
     two cores then often wait on one op, so training is slower (`mri-course bench`:
     course_reproducible vs course). GPUs keep TensorFlow's scheduling (untested there; op
     determinism covers their kernels).

@@ -576,7 +576,7 @@ def summarize(dataset: MRIDataset) -> dict[str, ModalitySummary]:
 
 def describe(dataset: MRIDataset) -> str:
     """A short human-readable report of `summarize()`."""
-    lines = [f"Data: {dataset.source} ({dataset.kind})"]
+    lines = [f"Data: {Path(dataset.source).name} ({dataset.kind})"]  # no machine paths
     for modality, info in summarize(dataset).items():
         sizes = ", ".join(f"{n} of {size}" for size, n in info.sizes.items())
         dtypes = ", ".join(f"{n} {dtype}" for dtype, n in info.dtypes.items())

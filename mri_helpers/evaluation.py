@@ -249,7 +249,8 @@ def evaluate_export(models_dir: str, data: str = "course") -> dict:
         raise DataError(f"{dataset.source}: {error}") from None
     size = config["image_size"]
     cleaning = Cleaning(**config["cleaning"]) if config.get("cleaning") else None
-    result = {"data": dataset.source, "image_size": size, "held_out": split.test}
+    # The data's file name, not its path: reports are shared and committed.
+    result = {"data": Path(dataset.source).name, "image_size": size, "held_out": split.test}
     is_calibrated = any(calibration_of(g) is not None for g in (generator_g, generator_f))
     uncalibrated = without_calibration(generator_g), without_calibration(generator_f)
     variants = {}  # the export with its parts taken off, one at a time

@@ -104,6 +104,17 @@ class Prepared:
         fixed = {"IMAGE_SIZE": self.image_size, "BATCH_SIZE": self.batch_size}
         return {**fixed, **(self.networks if "03_models" in self.manifests else {})}
 
+    def configuration(self, parameters: Mapping[str, Any]) -> dict[str, Any]:
+        """What a training checkpoint must match to be resumed: every parameter but the run
+        folder and RESTART, with the data and held-out split of lessons 01 and 02."""
+        settings = {k: v for k, v in parameters.items() if k not in ("RUN_DIR", "RESTART")}
+        data = self._manifest("01_data")
+        return {
+            **settings,
+            "data": data["data"],
+            "split": self._manifest("02_processing")["split"],
+        }
+
     def slices(self, modality: str, part: str = "test") -> list[Slice]:
         """The slices of one contrast in the "train" or "test" (held-out) part."""
         return select(self.dataset, modality, getattr(self.split, part)[modality])

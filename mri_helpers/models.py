@@ -54,7 +54,7 @@ GENERATORS = {
     "tutorial": GeneratorConfig((64, 128, 256, 512, 512, 512, 512, 512)),
     # Sized for a 2-core CPU at 224x224, the slices' own resolution: five levels, few
     # channels where the images are large (16 at 112x112), 128 at most, and a 16-channel
-    # full-size skip, which measurably keeps fine detail (README, "Quality").
+    # full-size skip, which measurably keeps fine detail (docs/results.md).
     "compact": GeneratorConfig((16, 32, 64, 128, 128), full_resolution=16),
 }
 DISCRIMINATORS = {

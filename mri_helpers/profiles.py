@@ -1,4 +1,4 @@
-"""Run profiles and notebook parameters (explained in the README, "Profiles").
+"""Run profiles and notebook parameters (explained in docs/usage.md).
 
 Every notebook starts with one papermill `parameters` cell. Parameters left at `None` take the
 value of the chosen profile (`smoke`, `course` or `full`, YAML files in `profiles/`); anything
@@ -98,7 +98,7 @@ SPECS: dict[str, Spec] = {
     "DATA": Spec(str, '"auto", "phantom" or a path to the course zip or folder'),
     "RUN_DIR": Spec(str, "folder for this run's artefacts and manifests"),
     "SEED": Spec(int, "random seed of the whole run", low=0, high=2**31 - 1),
-    "NUM_PHANTOM_SLICES": Spec(int, "slices in the phantom", low=1, high=96),
+    "NUM_PHANTOM_SLICES": Spec(int, "slices in the phantom", low=1, high=51),
     "IMAGE_SIZE": Spec(int, "side of the square network input, in pixels", low=32, high=1024),
     "BATCH_SIZE": Spec(int, "images of each contrast per training step", low=1, high=256),
     "HOLDOUT_FRACTION": Spec(float, "share of slices held out for evaluation", 0.01, 0.5),
@@ -120,6 +120,7 @@ SPECS: dict[str, Spec] = {
     "TEST_TIME_AUGMENTATION": Spec(bool, "exported generators average shifted, mirrored copies"),
     "MIXED_PRECISION": Spec(str, "16-bit compute (GPU, bf16 CPU)", choices=("auto", "on", "off")),
     "REPRODUCIBLE": Spec(bool, "bit-identical runs with one seed on a CPU (slower)"),
+    "RESTART": Spec(bool, "discard an interrupted run's checkpoint in RUN_DIR; train afresh"),
 }
 
 

@@ -1,4 +1,4 @@
-"""Run the course notebooks in order as one batch with papermill (see the README, "Batch runs").
+"""Run the course notebooks in order as one batch with papermill (docs/usage.md).
 
 Each run gets a new folder: the executed copies of the notebooks and everything they write
 (manifests, figures, models) go there; the committed notebooks are only ever read. The
@@ -7,11 +7,13 @@ notebooks pass results to each other through files in that folder.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -62,6 +64,7 @@ RUN_PATTERNS = (
     "history.csv",
     "quality.csv",
     "held_out_t1.png",
+    "untrained_generator.keras",
     ".write-test",
 )
 
@@ -98,24 +101,75 @@ def clear_run(folder: Path) -> list[Path]:
     return sorted(folder.iterdir())
 
 
-def new_run_dir(out: str | os.PathLike | None, profile: str, overwrite: bool) -> Path:
-    """Create the run folder. A non-empty one is refused, unless `overwrite` and it holds a
-    course run: then what that run wrote is removed and everything else is kept."""
+def run_dir_for(out: str | os.PathLike | None, profile: str) -> Path:
+    """The absolute run folder: `out`, or runs/PROFILE-TIMESTAMP."""
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out = project_root() / "runs" / f"{profile}-{stamp}"
-    run_dir = Path(out).expanduser().resolve()
+    return Path(out).expanduser().resolve()
+
+
+def _entries(folder: Path) -> list[Path]:
+    """What a folder holds, but the run lock."""
+    return sorted(p for p in folder.iterdir() if p.name != LOCK) if folder.is_dir() else []
+
+
+def refuse_foreign_folder(run_dir: Path) -> None:
+    """Refuse, before touching anything, an --out that is a file or a non-empty folder that
+    is not a run of this course."""
     if run_dir.exists() and not run_dir.is_dir():
         raise CourseRunError(f"{run_dir} exists and is not a folder; choose another --out.")
-    used = run_dir.is_dir() and any(run_dir.iterdir())
-    if used and not is_run_folder(run_dir):
-        names = sorted(p.name for p in run_dir.iterdir())
+    names = [p.name for p in _entries(run_dir)]
+    if names and not is_run_folder(run_dir):
         shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
         raise CourseRunError(
             f"{run_dir} is not empty and is not a run of this course (it holds {shown}); "
             "nothing in it was touched. --overwrite replaces only a folder written by "
             "`mri-course run`. Choose another --out, or an empty folder."
         )
+
+
+LOCK = ".lock"  # <run>/.lock: held by the one `mri-course run` writing there
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run folder's lock while a run writes there; a second run into the same folder
+    is refused at once. The operating system releases the lock when the process ends, however
+    it ends (SIGKILL too), so a lock never outlives its run."""
+    import fcntl  # POSIX; the course runs on Linux and macOS
+
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handle = (run_dir / LOCK).open("a+")
+    except OSError as error:
+        raise CourseRunError(
+            f"cannot write to {run_dir} ({error.strerror}); choose a writable --out."
+        ) from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            raise CourseRunError(
+                f"another `mri-course run` ({owner}) is writing into {run_dir} now; wait for "
+                "it to finish, or choose another --out."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
+    """Check the (locked) run folder: a used one is refused, unless `overwrite`: then what the
+    earlier run wrote is removed and everything else is kept."""
+    used = bool(_entries(run_dir))
     unfinished = used and not (run_dir / "run.json").exists()
     if used and not overwrite and unfinished:
         raise CourseRunError(
@@ -127,12 +181,11 @@ def new_run_dir(out: str | os.PathLike | None, profile: str, overwrite: bool) ->
             f"{run_dir} already holds an earlier run; choose another --out or pass --overwrite."
         )
     if used:
-        kept = clear_run(run_dir)
+        kept = [p for p in clear_run(run_dir) if p.name != LOCK]
         if kept:
             shown = ", ".join(p.name for p in kept[:5]) + (" ..." if len(kept) > 5 else "")
             print(f"--overwrite: removed the earlier run; kept {len(kept)} other entries: {shown}")
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write-test"
         probe.write_text("ok")
         probe.unlink()
@@ -140,7 +193,6 @@ def new_run_dir(out: str | os.PathLike | None, profile: str, overwrite: bool) ->
         raise CourseRunError(
             f"cannot write to {run_dir} ({error.strerror}); choose a writable --out."
         ) from None
-    return run_dir
 
 
 def run_course(
@@ -166,9 +218,12 @@ def run_course(
     parameters = profiles.resolve(profile, **overrides)  # fails before any work
     notebooks = course_notebooks(notebooks_dir)
     parameters["DATA"] = _resolve_data(data)
-    run_dir = new_run_dir(out, profile, overwrite)
-    parameters["RUN_DIR"] = str(run_dir)
-    return _execute(notebooks, parameters, run_dir, {}, log_output)
+    run_dir = run_dir_for(out, profile)
+    refuse_foreign_folder(run_dir)
+    with run_lock(run_dir):
+        prepare_run_dir(run_dir, overwrite)
+        parameters["RUN_DIR"] = str(run_dir)
+        return _execute(notebooks, parameters, run_dir, {}, log_output)
 
 
 def resume_course(
@@ -199,7 +254,8 @@ def resume_course(
     # The run's files live in the folder it is given now, wherever it was started.
     parameters["RUN_DIR"] = str(run_dir)
     print(f"Resuming the run in {run_dir}; finished before: {sorted(done) or 'none'}")
-    return _execute(course_notebooks(notebooks_dir), parameters, run_dir, done, log_output)
+    with run_lock(run_dir):
+        return _execute(course_notebooks(notebooks_dir), parameters, run_dir, done, log_output)
 
 
 PROGRESS = "progress"  # <run>/progress.json: parameters and finished notebooks
@@ -239,7 +295,8 @@ def _execute(
                 language="python",
                 cwd=str(notebook.parent),
                 progress_bar=False,
-                log_output=log_output,
+                stdout_file=PrintedLines(notebook.stem, everything=log_output),
+                kernel_manager_class=local_kernel_manager(),
             )
         except PapermillExecutionError as error:
             first_line = (error.source or "").strip().splitlines()[:1]
@@ -255,6 +312,48 @@ def _execute(
     _write_run_manifest(run_dir, parameters, seconds)
     executed = [run_dir / n.name for n in notebooks]
     return RunResult(run_dir, executed, parameters, seconds)
+
+
+class PrintedLines:
+    """Where papermill writes what a notebook prints while it runs: the lines that report
+    progress (training's "epoch 3/25 ... about 12 min left"), or with `everything` all lines,
+    are shown at once, prefixed with the notebook's name."""
+
+    def __init__(self, notebook: str, everything: bool = False):
+        self.notebook, self.everything, self.partial = notebook, everything, ""
+
+    def write(self, text: str) -> None:
+        *lines, self.partial = (self.partial + text).split("\n")
+        for line in lines:
+            if self.everything or line.startswith(PROGRESS_PREFIXES):
+                print(f"  {self.notebook} | {line}", flush=True)
+
+    def flush(self) -> None:
+        pass
+
+
+PROGRESS_PREFIXES = ("epoch ", "resuming ")
+
+
+def local_kernel_manager():
+    """Jupyter's kernel manager with the kernel on local (IPC) sockets instead of TCP ports:
+    the kernel is only ever reached from this machine, and it then prints no warning about
+    unencrypted TCP for every notebook of a batch."""
+    import tempfile
+
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class LocalKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _transport_default(self) -> str:
+            return "ipc"
+
+        @default("ip")
+        def _ip_default(self) -> str:  # the sockets' file names start with this
+            return os.path.join(tempfile.gettempdir(), f"mri-course-kernel-{os.getpid()}")
+
+    return LocalKernelManager
 
 
 def _resolve_data(data: str) -> str:
@@ -343,9 +442,15 @@ def publish(run_dir: str | os.PathLike, notebooks_dir: Path | None = None) -> li
             )
         _strip_run_metadata(executed)
         text = nbformat.writes(executed)
-        ready.append((committed_path, text if text.endswith("\n") else text + "\n"))
+        ready.append((committed_path, (text if text.endswith("\n") else text + "\n").encode()))
+    figure = run_dir / FIGURE
+    if figure.is_file():  # the front page's picture, from the same run
+        ready.append((project_root() / "docs" / "figures" / figure.name, figure.read_bytes()))
     _write_all_or_nothing(ready)
     return [path for path, _ in ready]
+
+
+FIGURE = "figures/held_out_translation.png"  # written by 04_training, shown by the README
 
 
 def _finished_run_parameters(run_dir: Path) -> dict[str, Any]:
@@ -365,15 +470,16 @@ def _finished_run_parameters(run_dir: Path) -> dict[str, Any]:
     return parameters
 
 
-def _write_all_or_nothing(files: list[tuple[Path, str]]) -> None:
-    """Write every (path, text) to a temporary file beside it, then rename them all into place;
-    if any write fails, remove the temporary files and leave every target as it was."""
+def _write_all_or_nothing(files: list[tuple[Path, bytes]]) -> None:
+    """Write every (path, content) to a temporary file beside it, then rename them all into
+    place; if any write fails, remove the temporary files and leave every target as it was."""
     partials = []
     try:
-        for path, text in files:
+        for path, content in files:
+            path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_name(f".{path.name}.partial")
             partials.append(partial)
-            partial.write_text(text)
+            partial.write_bytes(content)
     except OSError as error:
         for partial in partials:
             partial.unlink(missing_ok=True)

@@ -9,16 +9,20 @@ and seeded, reproducible runs.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from . import losses
 from ._tf import keras, tf
+from .errors import CourseError
 
 
 @dataclass(frozen=True)
@@ -376,18 +380,64 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def resume_or_start(run_dir: str | os.PathLike) -> bool:
-    """Whether training in `run_dir` resumes an interrupted run (BackupAndRestore's
-    checkpoint in `run_dir/backup` exists). If not, the history, quality log and samples a
-    finished run left there are removed, so the new run's files are its own."""
+CONFIGURATION_FILE = "configuration.json"  # in RUN_DIR/backup: what made the checkpoint
+
+
+def resume_or_start(
+    run_dir: str | os.PathLike, configuration: dict[str, Any], restart: bool = False
+) -> bool:
+    """Whether training in `run_dir` resumes an interrupted run from its checkpoint
+    (BackupAndRestore's, in `run_dir/backup`).
+
+    A checkpoint records the `configuration` that made it. A run with the same configuration
+    resumes; one with another is refused before any training, naming each change, unless
+    `restart`: then the old checkpoint is deleted. A fresh start also removes the history,
+    quality log and samples a finished run left, so the new run's files are its own.
+    """
     run_dir = Path(run_dir)
-    if (run_dir / "backup").exists():
-        return True
+    backup = run_dir / "backup"
+    configuration = json.loads(json.dumps(configuration, default=str))  # as it is stored
+    has_checkpoint = any((backup / name).exists() for name in CHECKPOINT_FILES)
+    if has_checkpoint and not restart:
+        try:
+            recorded = json.loads((backup / CONFIGURATION_FILE).read_text())
+        except (OSError, ValueError):
+            recorded = None
+        changes = configuration_changes(recorded, configuration)
+        if not changes:
+            return True
+        raise CourseError(
+            f"{backup} holds the checkpoint of an interrupted run with other settings: "
+            f"{'; '.join(changes)}. Resuming it with these settings would mix two runs. Either "
+            "choose a new RUN_DIR, or start afresh here with RESTART = True (which deletes that "
+            "checkpoint)."
+        )
+    if backup.exists():
+        shutil.rmtree(backup)
     (run_dir / "history.csv").unlink(missing_ok=True)
     (run_dir / "quality.csv").unlink(missing_ok=True)
     for old in (run_dir / "samples").glob("epoch_*.png"):
         old.unlink()
+    backup.mkdir(parents=True)
+    (backup / CONFIGURATION_FILE).write_text(json.dumps(configuration, indent=2, sort_keys=True))
     return False
+
+
+CHECKPOINT_FILES = ("latest.weights.h5", "latest.weights.h5.bkp")  # BackupAndRestore's
+
+
+def configuration_changes(recorded: Any, current: dict[str, Any]) -> list[str]:
+    """Each difference between a recorded configuration and the current one, as
+    "NAME old -> new"; a missing or unreadable record is one difference."""
+    if not isinstance(recorded, dict):
+        return ["the checkpoint does not record its settings (unreadable or missing)"]
+    names = sorted(set(recorded) | set(current))
+    missing = "(not set)"
+    return [
+        f"{name} {recorded.get(name, missing)!r} -> {current.get(name, missing)!r}"
+        for name in names
+        if recorded.get(name, missing) != current.get(name, missing)
+    ]
 
 
 class StopOnNonFinite(keras.callbacks.Callback):
@@ -509,7 +559,7 @@ def precision_policy(
     Mixed precision computes in 16 bits and keeps the weights in float32. On a GPU that is
     float16 (roughly twice the throughput). On a CPU it is bfloat16, which pays only where the
     processor computes it natively (AVX512_BF16 or AMX): there the tutorial's step measured
-    1.6x faster (README, "Performance"); elsewhere it is emulated and slower, so "auto" keeps
+    1.6x faster (docs/performance.md); elsewhere it is emulated and slower, so "auto" keeps
     float32.
     """
     if setting not in ("auto", "on", "off"):
@@ -540,6 +590,38 @@ def loss_scaled(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optim
 
 
 def distribution_strategy() -> tf.distribute.Strategy:
-    """MirroredStrategy over all GPUs when there are several, else the default strategy."""
+    """The strategy this process trains under: MultiWorkerMirroredStrategy when the
+    environment's TF_CONFIG names several workers (one process of a run across machines),
+    MirroredStrategy over all GPUs when there are several, else the default strategy."""
+    if len(cluster_workers()) > 1:
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
+def cluster_workers() -> list[str]:
+    """The addresses of the workers (and chief) TF_CONFIG names; empty without TF_CONFIG."""
+    text = os.environ.get("TF_CONFIG", "").strip()
+    if not text:
+        return []
+    try:
+        cluster = json.loads(text)["cluster"]
+        return [*cluster.get("chief", []), *cluster.get("worker", [])]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise CourseError(
+            'TF_CONFIG is not valid: it must be JSON like {"cluster": {"worker": '
+            '["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}}.'
+        ) from None
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run's files: the only process, or in a multi-worker
+    run the chief (the "chief" task, else worker 0), as TensorFlow's multi-worker guide has
+    it; the other workers compute the same steps and write nothing that lasts."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "chief" or (
+        not has_chief and resolver.task_type == "worker" and resolver.task_id == 0
+    )

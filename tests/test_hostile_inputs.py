@@ -23,7 +23,6 @@ import shutil
 import struct
 import subprocess
 import sys
-import threading
 import traceback
 import zipfile
 import zlib
@@ -33,10 +32,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, course_like_entries, gray_slice, make_zip, png_bytes
 from PIL import Image, ImageDraw
 
 import mri_helpers as mh
+from conftest import REPO, course_like_entries, gray_slice, make_zip, png_bytes
 from mri_helpers import data as data_module
 from mri_helpers import profiles
 from mri_helpers.cli import main as cli_main
@@ -985,23 +984,35 @@ def test_translate_brings_a_shrunk_slice_back_to_its_size(tmp_path, capsys, mode
 
 
 # --- 2 GiB files: bounded memory, in a subprocess -----------------------------------------
+# Runs the command line given after it, then reports the process's own peak memory: VmHWM of
+# /proc/self/status belongs to this program's memory map, which exec starts afresh. (A child's
+# ru_maxrss on Linux starts from its parent's peak at fork, so a large pytest would count.)
+MEASURED = """
+import atexit, runpy, sys
+def report():
+    peak = [line for line in open("/proc/self/status") if line.startswith("VmHWM")]
+    sys.stderr.write("PEAK_KIB " + peak[0].split()[1] + "\\n")
+atexit.register(report)
+sys.argv = ["mri-course", *sys.argv[1:]]
+runpy.run_module("mri_helpers.cli", run_name="__main__")
+"""
+
+
 def peak_memory_run(command: list[str], cwd: Path, timeout: float = 120) -> tuple[int, str, int]:
-    """Run `command`; return its exit code, stdout + stderr and its own peak RSS in bytes."""
+    """Run `mri-course ARGS` (command: [python, -m, mri_helpers.cli, ARGS...]); return its exit
+    code, stdout + stderr and its own peak resident memory in bytes."""
     env = {k: v for k, v in os.environ.items() if k != "MRI_DATA"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    log = cwd / "command.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=output, stderr=output)
-        timer = threading.Timer(timeout, process.kill)
-        timer.start()
-        try:
-            _, status, usage = os.wait4(process.pid, 0)  # this child's own rusage
-        finally:
-            timer.cancel()
-    process.returncode = os.waitstatus_to_exitcode(status)
-    text = log.read_text()
-    log.unlink()
-    return process.returncode, text, usage.ru_maxrss * 1024  # ru_maxrss: KiB on Linux
+    cwd.mkdir(parents=True, exist_ok=True)
+    arguments = command[command.index("mri_helpers.cli") + 1 :]
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURED, *arguments],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    peaks = re.findall(r"PEAK_KIB (\d+)", done.stderr)
+    assert peaks, f"no peak memory reported:\n{done.stderr[-2000:]}"
+    text = done.stdout + re.sub(r"PEAK_KIB \d+\n", "", done.stderr)
+    return done.returncode, text, int(peaks[-1]) * 1024
 
 
 @pytest.fixture

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -248,3 +251,66 @@ def test_course_smoke_batch_end_to_end(course_zip: Path, tmp_path: Path) -> None
     data_manifest = json.loads((out / "01_data.json").read_text())
     assert data_manifest["kind"] == "course" and len(data_manifest["ids"]["t1"]) == 43
     assert json.loads((out / "run.json").read_text())["parameters"]["PROFILE"] == "smoke"
+
+
+def test_progress_is_shown_while_a_notebook_runs(notebooks: Path, tmp_path: Path, capfd) -> None:
+    """Training's progress lines appear as they are printed, named by notebook; the rest of a
+    notebook's output and the kernel transport's warnings do not."""
+    write_notebook(
+        notebooks / "03_training.ipynb",
+        "print('loading data')\nfor epoch in (1, 2):\n"
+        "    print(f'epoch {epoch}/2  cycle 1.0  | 3 s so far, about {2 - epoch} s left')",
+    )
+    runner.run_course("smoke", "phantom", tmp_path / "run", notebooks_dir=notebooks)
+    out, err = capfd.readouterr()
+    assert "  03_training | epoch 1/2  cycle 1.0  | 3 s so far, about 1 s left" in out
+    assert "  03_training | epoch 2/2" in out and "loading data" not in out
+    assert "without encryption" not in out + err and "WARNING" not in err
+    everything = tmp_path / "everything"
+    runner.run_course("smoke", "phantom", everything, notebooks_dir=notebooks, log_output=True)
+    assert "  03_training | loading data" in capfd.readouterr().out
+
+
+def test_a_second_run_into_the_same_folder_is_refused_until_the_first_dies(
+    notebooks: Path, tmp_path: Path
+) -> None:
+    """The first run holds the folder's lock; a second is refused at once, and neither a
+    SIGKILL'd run nor its lock file blocks `--resume` afterwards."""
+    hold = tmp_path / "hold"  # the slow notebook waits while this file exists
+    hold.write_text("")
+    write_notebook(
+        notebooks / "03_slow.ipynb",
+        f"import pathlib, time\nhold = pathlib.Path({str(hold)!r})\n"
+        "pathlib.Path(RUN_DIR, 'started').write_text('yes')\n"
+        "while hold.exists():\n    time.sleep(0.2)",
+    )
+    out = tmp_path / "run"
+    program = (
+        "import sys; from pathlib import Path; from mri_helpers import runner\n"
+        "runner.run_course('smoke', 'phantom', sys.argv[1], notebooks_dir=Path(sys.argv[2]))"
+    )
+    first = subprocess.Popen(
+        [sys.executable, "-c", program, str(out), str(notebooks)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "started").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert (out / "started").exists(), "the first run did not start"
+        before = tree(out)
+        for overwrite in (False, True):
+            with pytest.raises(runner.CourseRunError, match="another `mri-course run`.*now"):
+                runner.run_course("smoke", "phantom", out, overwrite=overwrite,
+                                  notebooks_dir=notebooks)  # fmt: skip
+        with pytest.raises(runner.CourseRunError, match="another `mri-course run`"):
+            runner.resume_course(out, notebooks_dir=notebooks)
+        assert tree(out) == before  # the second run touched nothing
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # the runner and its kernel
+        first.wait()
+    hold.unlink()
+    result = runner.resume_course(out, notebooks_dir=notebooks)  # the lock died with it
+    assert (out / "run.json").is_file() and "03_slow.ipynb" in result.seconds

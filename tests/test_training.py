@@ -368,3 +368,139 @@ def test_quality_over_time_scores_held_out_phantom_slices_during_fit(tmp_path) -
     assert float(rows[1][2]) == pytest.approx(final["t1-to-t2"], abs=1e-4)
     assert float(rows[1][3]) == pytest.approx(final["t2-to-t1"], abs=1e-4)
     assert all(0 < float(value) < 1 for row in rows for value in row[2:])
+
+
+def test_a_checkpoint_resumes_only_with_the_settings_that_made_it(tmp_path) -> None:
+    """Same settings: resume. Other settings: refused before any training, each change named,
+    the checkpoint kept. RESTART: the old checkpoint goes and training starts afresh."""
+    settings = {"EPOCHS": 25, "LEARNING_RATE": 1e-3, "IMAGE_SIZE": 224, "data": "a.zip"}
+    assert training.resume_or_start(tmp_path, settings) is False  # nothing to resume
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"), delete_checkpoint=False)
+    x = np.ones((4, 2), np.float32)
+    model.fit(x, x[:, :1], epochs=2, verbose=0, callbacks=[backup])  # a real checkpoint
+    checkpoint = sorted(p.name for p in (tmp_path / "backup").iterdir())
+    assert training.resume_or_start(tmp_path, dict(settings)) is True
+    changed = {**settings, "EPOCHS": 30, "LEARNING_RATE": 2e-4}
+    with pytest.raises(mh.CourseError) as refused:
+        training.resume_or_start(tmp_path, changed)
+    message = str(refused.value)
+    assert "EPOCHS 25 -> 30" in message and "LEARNING_RATE 0.001 -> 0.0002" in message
+    assert "IMAGE_SIZE" not in message and "RESTART = True" in message and "new RUN_DIR" in message
+    assert sorted(p.name for p in (tmp_path / "backup").iterdir()) == checkpoint  # kept
+    (tmp_path / "history.csv").write_text("epoch\n0\n")
+    assert training.resume_or_start(tmp_path, changed, restart=True) is False
+    assert sorted(p.name for p in (tmp_path / "backup").iterdir()) == ["configuration.json"]
+    assert not (tmp_path / "history.csv").exists()
+    assert training.resume_or_start(tmp_path, changed) is False  # no checkpoint yet
+
+
+def test_a_checkpoint_without_its_settings_is_not_resumed_blindly(tmp_path) -> None:
+    (tmp_path / "backup").mkdir()
+    (tmp_path / "backup" / "latest.weights.h5").write_bytes(b"weights of unknown origin")
+    with pytest.raises(mh.CourseError, match="does not record its settings"):
+        training.resume_or_start(tmp_path, {"EPOCHS": 2})
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports on the loopback address nothing listens on (the OS picks them)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_workers_train_like_one_process(tmp_path) -> None:
+    """Two worker processes under MultiWorkerMirroredStrategy, talking over the loopback
+    address, end with the same weights as each other and as one process on the same global
+    batch."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = str(Path(__file__).with_name("multi_worker_step.py"))
+    base = {
+        k: v for k, v in os.environ.items() if k not in ("TF_CONFIG", "TF_NUM_INTEROP_THREADS")
+    }
+    alone = subprocess.run(
+        [sys.executable, script, str(tmp_path / "alone.npz")],
+        capture_output=True, text=True, timeout=300, env=base,
+    )  # fmt: skip
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    assert "replicas 1 chief True" in alone.stdout
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, script, str(tmp_path / f"worker{index}.npz")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={
+                **base,
+                "TF_CONFIG": json.dumps(
+                    {"cluster": cluster, "task": {"type": "worker", "index": index}}
+                ),
+            },
+        )  # fmt: skip
+        for index in range(2)
+    ]
+    try:
+        outputs = [worker.communicate(timeout=300) for worker in workers]
+    finally:
+        for worker in workers:  # bounded: a hung worker is killed, never left behind
+            worker.kill()
+            worker.wait()
+    for worker, (_, err) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, err[-3000:]
+    assert "replicas 2 chief True" in outputs[0][0] and "replicas 2 chief False" in outputs[1][0]
+    load = lambda name: list(np.load(tmp_path / name).values())  # noqa: E731
+    single, first, second = load("alone.npz"), load("worker0.npz"), load("worker1.npz")
+    initial = build_for_comparison()
+    assert max(float(np.abs(a - b).max()) for a, b in zip(first, second, strict=True)) == 0.0
+    assert max(float(np.abs(a - b).max()) for a, b in zip(single, first, strict=True)) < 1e-5
+    assert max(float(np.abs(a - b).max()) for a, b in zip(single, initial, strict=True)) > 1e-4
+
+
+def build_for_comparison() -> list[np.ndarray]:
+    """The untrained weights the worker script starts from (same seed, same networks)."""
+    G = models.GeneratorConfig((8, 16, 32), dropout_blocks=0)
+    D = models.DiscriminatorConfig((8, 16, 32))
+    mh.set_seed(0)
+    networks = [
+        models.unet_generator(G, 32),
+        models.unet_generator(G, 32),
+        models.patchgan_discriminator(D, 32),
+        models.patchgan_discriminator(D, 32),
+    ]
+    return [w for network in networks for w in network.get_weights()]
+
+
+@pytest.mark.parametrize(
+    ("cluster", "workers"),
+    [
+        (None, []),
+        ({"worker": ["a:1", "b:2"]}, ["a:1", "b:2"]),
+        ({"chief": ["c:1"], "worker": ["a:1"]}, ["c:1", "a:1"]),
+    ],
+)
+def test_tf_config_names_the_workers(monkeypatch, cluster, workers: list[str]) -> None:
+    import json
+
+    task = {"type": "worker", "index": 0}
+    config = json.dumps({"cluster": cluster, "task": task}) if cluster else ""
+    monkeypatch.setenv("TF_CONFIG", config)
+    assert training.cluster_workers() == workers
+
+
+def test_a_broken_tf_config_is_a_clear_error(monkeypatch) -> None:
+    monkeypatch.setenv("TF_CONFIG", "{cluster: oops")
+    with pytest.raises(mh.CourseError, match="TF_CONFIG is not valid"):
+        training.distribution_strategy()
