@@ -187,6 +187,13 @@ class CycleGAN(keras.Model):
     def call(self, images, training=False):
         return self.generator_g(images, training=training)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras builds a model at the start of fit() by averaging its first batch over the
+        # replicas, which fails under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+        # Nothing here needs it: compile_for_training() builds the networks, optimizers and
+        # pools, and the losses are this model's own.
+        return
+
     def compile_for_training(self, mixed_precision: bool = False, **compile_kwargs) -> None:
         """Four Adam optimizers (2e-4, beta_1 0.5) on one constant-then-linear schedule."""
         self.schedule = ConstantThenLinearDecay(
@@ -325,7 +332,20 @@ class CycleGAN(keras.Model):
         del tape
         for name, value in step_losses.items():
             self.trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        results = {name: tracker.result() for name, tracker in self.trackers.items()}
+        if _across_workers(tf.distribute.get_strategy()):
+            # Keras averages a multi-worker run's logs along their first axis, which scalars
+            # lack (keras-team/keras#20585): give each one, reduced back to a scalar.
+            results = {name: tf.reshape(value, [1]) for name, value in results.items()}
+        return results
+
+
+def _across_workers(strategy: tf.distribute.Strategy) -> bool:
+    """Whether `strategy` trains across several worker processes."""
+    return (
+        isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        and strategy.extended._in_multi_worker_mode()
+    )
 
 
 def _halves(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
