@@ -23,6 +23,7 @@ from .data import (  # noqa: E402
     Slice,
     describe,
     find_data,
+    find_partners,
     load_dataset,
     summarize,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "Slice",
     "describe",
     "find_data",
+    "find_partners",
     "load_dataset",
     "set_seed",
     "summarize",

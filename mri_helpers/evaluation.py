@@ -27,7 +27,7 @@ from . import test_time
 from ._tf import keras, tf
 from .baselines import inversion_baseline, quantile_baseline
 from .calibration import calibration_of, without_calibration
-from .data import MRIDataset, Slice, find_data, load_dataset
+from .data import MRIDataset, Slice, find_data, find_partners, load_dataset
 from .errors import DataError
 from .export import DIRECTIONS, load_generator, translate, translate_through
 from .processing import (
@@ -178,6 +178,50 @@ class QualityOverTime(keras.callbacks.Callback):
             )
 
 
+def against_partners(
+    generator: keras.Model,
+    slices: Sequence[Slice],
+    partner_of: dict[str, str],
+    dataset: MRIDataset,
+    split: Split,
+    image_size: int,
+    cleaning: Cleaning | None = None,
+) -> dict[str, float]:
+    """Held-out slices translated and scored against their partners in the other set (the
+    same level of the same head), whole slice and inside the partner's head, next to the
+    two classical baselines; empty when no slice has a partner. Keys name the direction,
+    e.g. `partner_ssim_t1_to_t2_head`."""
+    pairs = [(s, partner_of[s.id]) for s in slices if s.id in partner_of]
+    if not pairs:
+        return {}
+    source = slices[0].modality
+    target = "t2" if source == "t1" else "t1"
+    by_id = {s.id: s for s in dataset[target]}
+    inputs = [s for s, _ in pairs]
+    truths = [by_id[partner].image for _, partner in pairs]
+    masks = [head_mask(truth) for truth in truths]
+    values = np.concatenate(
+        [s.image[head_mask(s.image)] for s in select(dataset, target, split.train[target])]
+    )
+    candidates = {
+        "": translate(generator, inputs, image_size, cleaning),
+        "_quantile_baseline": [
+            quantile_baseline(s.image, head_mask(s.image), values) for s in inputs
+        ],
+        "_inversion_baseline": [inversion_baseline(s.image, head_mask(s.image)) for s in inputs],
+    }
+    direction = f"{source}_to_{target}"
+    metrics = {}
+    for suffix, images in candidates.items():
+        whole, head = mean_metrics(images, truths), mean_metrics(images, truths, masks)
+        metrics[f"partner_ssim_{direction}{suffix}"] = whole["ssim"]
+        metrics[f"partner_ssim_{direction}{suffix}_head"] = head["ssim"]
+        if not suffix:
+            metrics[f"partner_psnr_{direction}"] = whole["psnr"]
+            metrics[f"partner_mae_{direction}_head"] = head["mae"]
+    return metrics
+
+
 def course_report(
     generator_g: keras.Model,
     generator_f: keras.Model,
@@ -185,9 +229,12 @@ def course_report(
     split: Split,
     image_size: int,
     cleaning: Cleaning | None = None,
+    partners: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """Course held-out slices: cycle consistency both ways, T1/T2 rank correlation in the
-    brain, and the histogram distance of generated T2 to real T2 against that of T1.
+    brain, the histogram distance of generated T2 to real T2 against that of T1, and, for
+    slices with a hidden partner in the other set (`data.find_partners`, computed unless
+    given), the translation against that partner next to the classical baselines.
 
     The cycle is scored against the stored slice (`cycle_*`: noise the cleaning removed
     counts as error) and against the cleaned slice the networks were given (`cycle_*_input`).
@@ -195,7 +242,14 @@ def course_report(
     t1 = select(dataset, "t1", split.test["t1"])
     t2 = select(dataset, "t2", split.test["t2"])
     fake_t2 = translate(generator_g, t1, image_size, cleaning)
-    metrics = {}
+    partners = find_partners(dataset) if partners is None else partners
+    metrics = {
+        **against_partners(generator_g, t1, partners, dataset, split, image_size, cleaning),
+        **against_partners(
+            generator_f, t2, {b: a for a, b in partners.items()}, dataset, split, image_size,
+            cleaning,
+        ),
+    }  # fmt: skip
     for modality, slices, there, back in (
         ("t1", t1, generator_g, generator_f),
         ("t2", t2, generator_f, generator_g),
@@ -285,8 +339,10 @@ def evaluate_export(models_dir: str, data: str = "course") -> dict:
                 + ", ".join(f"{d} {r['model']['whole']['ssim']:.3f}" for d, r in part.items())
             )
     else:
-        report = course_report(generator_g, generator_f, dataset, split, size, cleaning)
+        partners = find_partners(dataset)
+        report = course_report(generator_g, generator_f, dataset, split, size, cleaning, partners)
         result["course"] = report
+        result["partners"] = len(partners)
         result["summary"] = [
             f"cycle SSIM T1->T2->T1 {report['cycle_ssim_t1']:.3f}, "
             f"T2->T1->T2 {report['cycle_ssim_t2']:.3f} (against the cleaned input the "
@@ -299,8 +355,17 @@ def evaluate_export(models_dir: str, data: str = "course") -> dict:
             f"{report['histogram_distance_input_t1']:.1f} "
             f"(ratio {report['histogram_distance_ratio']:.2f})",
         ]
+        for direction in DIRECTIONS:
+            key = f"partner_ssim_{direction.replace('-', '_')}"
+            if key in report:
+                best = max(report[f"{key}_quantile_baseline"], report[f"{key}_inversion_baseline"])
+                result["summary"].append(
+                    f"{direction} against each held-out slice's partner: SSIM "
+                    f"{report[key]:.3f} (head {report[key + '_head']:.3f}); best baseline "
+                    f"{best:.3f}"
+                )
         for name, pair in variants.items():
-            part = course_report(*pair, dataset, split, size, cleaning)
+            part = course_report(*pair, dataset, split, size, cleaning, partners)
             result[f"course_{name}"] = part
             result["summary"].append(
                 f"{titles[name]}: cycle SSIM {part['cycle_ssim_t1']:.3f}, "

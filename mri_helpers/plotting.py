@@ -359,13 +359,6 @@ def plot_calibration(
     return fig
 
 
-def nearest_slice(slice_id: str, candidates: Sequence[Slice]) -> Slice:
-    """The candidate whose number (its position in the head) is closest to `slice_id`'s: the
-    course data is unpaired, so the nearest real slice of the other contrast is what a
-    generated one can be compared with by eye."""
-    return min(candidates, key=lambda s: abs(_number(s.id) - _number(slice_id)))
-
-
 def show_translations(columns: dict[str, Sequence[np.ndarray]], size: float = 2.2) -> plt.Figure:
     """Rows of slices, one row per held-out slice, one column per title (0..255)."""
     titles = list(columns)

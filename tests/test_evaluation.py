@@ -76,3 +76,40 @@ def test_scoring_many_networks_warns_about_nothing(course, caplog, monkeypatch) 
     assert "retracing" not in six_networks()
     monkeypatch.setattr(export, "_not_about_retracing", lambda record: True)
     assert "triggered tf.function retracing" in six_networks()  # what the filter drops
+
+
+def test_every_course_t1_slice_has_a_hidden_t2_partner(course) -> None:
+    """The course zip's sets are cut from one head: each T1 slice's partner is the T2 slice
+    numbered 60 (up to #40) or 70 (from #41) higher, found by mutual information alone."""
+    dataset, _ = course
+    partners = mh.find_partners(dataset)
+    assert len(partners) == len(dataset.t1) == 43
+    for t1_id, t2_id in partners.items():
+        offset = 60 if mh.plotting._number(t1_id) <= 40 else 70
+        assert mh.plotting._number(t2_id) == mh.plotting._number(t1_id) + offset, t1_id
+
+
+def test_partners_are_found_only_where_the_anatomy_lines_up() -> None:
+    phantom = mh.load_dataset("phantom", num_slices=6)
+    assert mh.find_partners(phantom) == {i: i for i in phantom.ids("t1")}  # paired by design
+    rng = np.random.default_rng(0)
+    noise = [mh.Slice(f"n{i}", "t2", rng.integers(0, 256, (217, 181), np.uint8)) for i in range(4)]
+    unrelated = mh.MRIDataset(t1=phantom.t1, t2=noise, source="crafted", kind="course")
+    assert mh.find_partners(unrelated) == {}
+    shuffled = mh.MRIDataset(t1=phantom.t1[:3], t2=phantom.t2[3:], source="x", kind="course")
+    assert mh.find_partners(shuffled) == {}  # other levels: no partner is clearly best
+
+
+def test_the_course_report_scores_translations_against_partners(course) -> None:
+    dataset, split = course
+    report = evaluation.course_report(negation(), negation(), dataset, split, SIZE, None)
+    for direction in ("t1_to_t2", "t2_to_t1"):
+        for suffix in ("", "_quantile_baseline", "_inversion_baseline"):
+            assert -1 <= report[f"partner_ssim_{direction}{suffix}"] <= 1
+            assert -1 <= report[f"partner_ssim_{direction}{suffix}_head"] <= 1
+    # The quantile baseline is a monotone inversion: against the true partner it scores far
+    # above the negated input's grey levels (255 - x everywhere, background included).
+    assert report["partner_ssim_t1_to_t2_quantile_baseline"] > report["partner_ssim_t1_to_t2"]
+    assert "partner_ssim_t1_to_t2" not in evaluation.course_report(
+        negation(), negation(), dataset, split, SIZE, None, partners={}
+    )
