@@ -143,7 +143,7 @@ def to_model_geometry(image: np.ndarray, size: int) -> np.ndarray:
     """Pad a (H, W) slice symmetrically to a square with its background value, then resize.
 
     Explained in 02_image_processing, "Padding to a square": stretching 181x217 straight to a
-    square would squeeze the head sideways by 17%; padding keeps the anatomy's proportions.
+    square would widen the head by 20% against its height; padding keeps its proportions.
     A network at least as large as the slice gets it padded only, pixel for pixel: no
     resampling, so nothing is lost (at 128 px the round trip alone caps SSIM near 0.9).
     """
