@@ -35,6 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="run folder (default: runs/PROFILE-TIMESTAMP)")
     run.add_argument("--seed", type=int, help="random seed (default: the profile's)")
     run.add_argument(
+        "--seeds",
+        metavar="N,N,...",
+        help="run once per seed into --out/seed-N and report each figure as mean ± std",
+    )
+    run.add_argument(
         "--set",
         action="append",
         default=[],
@@ -123,7 +128,7 @@ def check_data(path: str | None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .runner import resume_course, run_course
+    from .runner import resume_course, run_course, run_seeds
 
     if args.resume:
         if not args.out:
@@ -133,6 +138,23 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     overrides = dict(profiles.parse_setting(item) for item in args.set)
+    if args.seeds is not None:
+        if args.seed is not None:
+            raise profiles.ParameterError("--seed and --seeds exclude each other; give one.")
+        try:
+            seeds = [int(part) for part in args.seeds.split(",")]
+        except ValueError:
+            raise profiles.ParameterError(
+                f"--seeds {args.seeds!r} must be whole numbers separated by commas, e.g. 1,2,3."
+            ) from None
+        report = run_seeds(
+            args.profile, args.data, args.out, seeds, overwrite=args.overwrite,
+            overrides=overrides, log_output=args.log_output,
+        )  # fmt: skip
+        folder = Path(report["runs"][0]).parent
+        print((folder / "seeds.md").read_text())
+        print(f"Finished {len(seeds)} runs; report in {folder / 'seeds.json'}")
+        return 0
     result = run_course(
         args.profile,
         args.data,

@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -503,3 +504,92 @@ def _strip_run_metadata(notebook) -> None:
         for output in cell.get("outputs", []):
             if "execution_count" in output:
                 output["execution_count"] = count
+
+
+# --- several seeds (README, "Results": the spread over seeds) ------------------------------
+def run_seeds(
+    profile: str,
+    data: str,
+    out: str | os.PathLike | None,
+    seeds: list[int],
+    *,
+    overwrite: bool = False,
+    overrides: dict[str, Any] | None = None,
+    notebooks_dir: Path | None = None,
+    log_output: bool = False,
+) -> dict[str, Any]:
+    """Run the course once per seed, each into `out/seed-N`, then write `out/seeds.json` and
+    `out/seeds.md`: every quality figure of lesson 04 as mean ± standard deviation."""
+    if len(set(seeds)) != len(seeds) or len(seeds) < 2:
+        raise ParameterError(f"--seeds {seeds}: give at least two different seeds, e.g. 1,2,3.")
+    for seed in seeds:
+        profiles.SPECS["SEED"].check("SEED", seed)
+    folder = run_dir_for(out, f"{profile}-seeds")
+    if folder.exists() and not folder.is_dir():
+        raise CourseRunError(f"{folder} exists and is not a folder; choose another --out.")
+    if _entries(folder) and not overwrite:
+        raise CourseRunError(
+            f"{folder} is not empty; choose another --out, or pass --overwrite to run the "
+            "seeds again there (each seed-N run is replaced as --overwrite replaces a run; "
+            "nothing else is removed)."
+        )
+    runs = []
+    for seed in seeds:
+        print(f"== seed {seed} ==", flush=True)
+        result = run_course(
+            profile, data, folder / f"seed-{seed}", overwrite=overwrite, seed=seed,
+            overrides=overrides, notebooks_dir=notebooks_dir, log_output=log_output,
+        )  # fmt: skip
+        runs.append(result.run_dir)
+    report = spread_report(runs)
+    (folder / "seeds.json").write_text(json.dumps(report, indent=2))
+    (folder / "seeds.md").write_text(spread_table(report))
+    return report
+
+
+def spread_report(run_dirs: list[Path]) -> dict[str, Any]:
+    """Mean, standard deviation (n - 1), minimum and maximum of every number in the runs'
+    lesson 04 evaluation (`04_training.json`), by name."""
+    values: dict[str, list[float]] = {}
+    for run_dir in run_dirs:
+        evaluation = manifest.read(run_dir, "04_training").get("evaluation", {})
+        for name, value in _flatten(evaluation).items():
+            values.setdefault(name, []).append(value)
+    figures = {
+        name: {
+            "mean": statistics.fmean(numbers),
+            "std": statistics.stdev(numbers) if len(numbers) > 1 else 0.0,
+            "min": min(numbers),
+            "max": max(numbers),
+            "n": len(numbers),
+        }
+        for name, numbers in values.items()
+    }
+    return {"runs": [str(p) for p in run_dirs], "figures": figures}
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, float]:
+    if isinstance(tree, dict):
+        flat = {}
+        for key, value in tree.items():
+            flat.update(_flatten(value, f"{prefix}{key}/"))
+        return flat
+    if isinstance(tree, (int, float)) and not isinstance(tree, bool):
+        return {prefix.rstrip("/"): float(tree)}
+    return {}
+
+
+def spread_table(report: dict[str, Any]) -> str:
+    """The spread report as a Markdown table."""
+    runs = len(report["runs"])
+    lines = [
+        f"Quality over {runs} seeds (mean ± standard deviation, min..max)",
+        "",
+        "| figure | mean ± std | min .. max |",
+        "|---|---|---|",
+    ]
+    for name, f in sorted(report["figures"].items()):
+        lines.append(
+            f"| {name} | {f['mean']:.3f} ± {f['std']:.3f} | {f['min']:.3f} .. {f['max']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"

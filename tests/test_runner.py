@@ -314,3 +314,48 @@ def test_a_second_run_into_the_same_folder_is_refused_until_the_first_dies(
     hold.unlink()
     result = runner.resume_course(out, notebooks_dir=notebooks)  # the lock died with it
     assert (out / "run.json").is_file() and "03_slow.ipynb" in result.seconds
+
+
+def test_several_seeds_give_one_report_of_mean_and_spread(notebooks: Path, tmp_path: Path) -> None:
+    write_notebook(
+        notebooks / "03_training.ipynb",
+        "import json, pathlib\nscore = 0.9 + SEED / 100\n"
+        "nested = {'t1-to-t2': {'model': {'whole': {'ssim': 2 * score}}}}\n"
+        "evaluation = {'cycle_ssim_t1': score, **nested}\n"
+        "result = json.dumps({'evaluation': evaluation})\n"
+        "pathlib.Path(RUN_DIR, '04_training.json').write_text(result)",
+    )
+    out = tmp_path / "seeds"
+    report = runner.run_seeds("smoke", "phantom", out, [1, 2, 3], notebooks_dir=notebooks)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "seed-1",
+        "seed-2",
+        "seed-3",
+        "seeds.json",
+        "seeds.md",
+    ]
+    cycle = report["figures"]["cycle_ssim_t1"]
+    assert cycle["mean"] == pytest.approx(0.92) and cycle["std"] == pytest.approx(0.01)
+    assert (cycle["min"], cycle["max"], cycle["n"]) == (
+        pytest.approx(0.91),
+        pytest.approx(0.93),
+        3,
+    )
+    assert report["figures"]["t1-to-t2/model/whole/ssim"]["std"] == pytest.approx(0.02)
+    assert "| cycle_ssim_t1 | 0.920 ± 0.010 | 0.910 .. 0.930 |" in (out / "seeds.md").read_text()
+    for seed in (1, 2, 3):
+        recorded = json.loads((out / f"seed-{seed}" / "run.json").read_text())["parameters"]
+        assert recorded["SEED"] == seed
+    with pytest.raises(runner.CourseRunError, match="not empty"):
+        runner.run_seeds("smoke", "phantom", out, [1, 2], notebooks_dir=notebooks)
+
+
+@pytest.mark.parametrize(
+    ("argument", "message"),
+    [("1", "at least two different seeds"), ("1,1", "at least two different"),
+     ("1,x", "whole numbers separated by commas"), ("1,-2", "SEED=-2 is out of range")],
+)  # fmt: skip
+def test_bad_seed_lists_fail_before_any_work(tmp_path, capsys, argument, message) -> None:
+    out = tmp_path / "never"
+    assert cli_main(["run", "--profile", "smoke", "--seeds", argument, "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err and not out.exists()
