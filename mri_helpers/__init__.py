@@ -73,6 +73,7 @@ _LAZY_MODULES = {
     "runner",
     "tfds_dataset",
     "training",
+    "volumes",
 }
 
 

@@ -55,15 +55,28 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-output", action="store_true", help="stream the notebooks' output")
 
     translate = commands.add_parser(
-        "translate", help="translate PNG slices with an exported generator"
+        "translate",
+        help="translate PNG slices, NIfTI volumes or DICOM series with an exported generator",
     )
     translate.add_argument("--model", required=True, help="export folder, e.g. RUN/models")
     translate.add_argument("--direction", required=True, choices=["t1-to-t2", "t2-to-t1"])
-    translate.add_argument("inputs", nargs="+", metavar="INPUT", help="PNG files or folders")
-    translate.add_argument("--out", required=True, help="folder for the translated PNGs")
+    translate.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="PNG files or folders, NIfTI files (.nii, .nii.gz), DICOM folders or files",
+    )
+    translate.add_argument("--out", required=True, help="folder for the translations")
     translate.add_argument(
         "--overwrite", action="store_true", help="replace translations that exist in --out"
     )
+    translate.add_argument(
+        "--uncertainty",
+        action="store_true",
+        help="volumes: also write where the export's averaged copies disagree (a NIfTI map)",
+    )
+    translate.add_argument("--series", help="DICOM: the series (UID or number) to translate")
+    translate.add_argument("--volume", type=int, help="4-D NIfTI: the volume (0-based) to take")
 
     evaluate = commands.add_parser(
         "evaluate", help="measure exported generators on held-out slices; write JSON"
@@ -170,7 +183,24 @@ def run(args: argparse.Namespace) -> int:
 
 def translate(args: argparse.Namespace) -> int:
     from .export import translate_files
+    from .volumes import is_volume_input, translate_volume_files
 
+    scans = [item for item in args.inputs if is_volume_input(item)]
+    slices = [item for item in args.inputs if not is_volume_input(item)]
+    if scans and slices:
+        raise CourseError(
+            "translate either PNG slices or volumes (NIfTI, DICOM) in one call, not both; "
+            f"e.g. {slices[0]} and {scans[0]}. Run it once for each."
+        )
+    if scans:
+        written = translate_volume_files(
+            args.model, args.direction, scans, args.out, overwrite=args.overwrite,
+            uncertainty=args.uncertainty, series=args.series, volume=args.volume,
+        )  # fmt: skip
+        print(f"translated {len(written)} volume(s) {args.direction} into {args.out}")
+        return 0
+    if args.uncertainty or args.series is not None or args.volume is not None:
+        raise CourseError("--uncertainty, --series and --volume apply to volumes only.")
     written = translate_files(
         args.model, args.direction, args.inputs, args.out, overwrite=args.overwrite
     )

@@ -105,6 +105,10 @@ def export_generator(
             "direction": direction,
             "image_size": image_size,
             "channels": 1,
+            # The slices it was trained on: 1 mm pixels, rows from the back of the head to
+            # the front, columns from its left to its right (how volumes are resliced).
+            "pixel_spacing_mm": 1.0,
+            "slice_orientation": "AR",
             "preprocessing": (
                 "pad to a square with the background value, resize to image_size, "
                 "8-bit 0..255 -> [-1, 1]; output: the exact inverse"
