@@ -504,6 +504,18 @@ def _strip_run_metadata(notebook) -> None:
         for output in cell.get("outputs", []):
             if "execution_count" in output:
                 output["execution_count"] = count
+            _without_machine_paths(output)
+
+
+def _without_machine_paths(output) -> None:
+    """Paths inside the project (a library's warning names its file) become relative, so a
+    committed output does not carry the folders of the machine that ran it."""
+    root = f"{project_root()}{os.sep}"
+    if "text" in output:
+        output["text"] = output["text"].replace(root, "")
+    for kind, value in output.get("data", {}).items():
+        if kind.startswith("text/") and isinstance(value, str):
+            output["data"][kind] = value.replace(root, "")
 
 
 # --- several seeds (README, "Results": the spread over seeds) ------------------------------

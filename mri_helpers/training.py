@@ -187,6 +187,11 @@ class CycleGAN(keras.Model):
     def call(self, images, training=False):
         return self.generator_g(images, training=training)
 
+    def fit(self, *args, shuffle: bool = False, **kwargs):
+        """Keras's `fit()`; the input is a `tf.data` pipeline that shuffles itself, so Keras is
+        not asked to shuffle (it would only warn that it cannot)."""
+        return super().fit(*args, shuffle=shuffle, **kwargs)
+
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Keras builds a model at the start of fit() by averaging its first batch over the
         # replicas, which fails under MultiWorkerMirroredStrategy (keras-team/keras#20585).

@@ -359,3 +359,16 @@ def test_bad_seed_lists_fail_before_any_work(tmp_path, capsys, argument, message
     out = tmp_path / "never"
     assert cli_main(["run", "--profile", "smoke", "--seeds", argument, "--out", str(out)]) == 2
     assert message in capsys.readouterr().err and not out.exists()
+
+
+def test_published_outputs_name_project_files_relatively(notebooks: Path, tmp_path: Path) -> None:
+    root = runner.project_root()
+    write_notebook(
+        notebooks / "03_warns.ipynb",
+        "import sys\n"
+        f"print({str(root)!r} + '/.venv/lib/site.py:74: UserWarning: shuffle', file=sys.stderr)",
+    )
+    runner.publish(published_run(notebooks, tmp_path / "run"), notebooks_dir=notebooks)
+    cells = nbformat.read(notebooks / "03_warns.ipynb", as_version=4).cells
+    printed = "".join(o.get("text", "") for c in cells if c.cell_type == "code" for o in c.outputs)
+    assert printed.startswith(".venv/lib/site.py:74: UserWarning") and str(root) not in printed
