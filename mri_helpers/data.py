@@ -70,6 +70,7 @@ class Slice:
     notes: tuple[str, ...] = ()  # conversions made while reading (RGB to gray, ...)
     clean: np.ndarray | None = None  # phantom only: the slice before noise and bias
     head_mask: np.ndarray | None = None  # phantom only: True inside the head
+    brain_mask: np.ndarray | None = None  # phantom only: True inside the brain
     stored_shape: tuple[int, int] | None = None  # (height, width) in the file if it was shrunk
 
     @property
@@ -191,6 +192,7 @@ def load_phantom(num_slices: int = 48, **options) -> MRIDataset:
                 origin=f"phantom:{slice_id}",
                 clean=clean[i],
                 head_mask=ph.head_mask[i],
+                brain_mask=ph.brain_mask[i],
             )
             for i, slice_id in enumerate(ph.ids)
         ]

@@ -133,6 +133,7 @@ def phantom_report(
             name: {
                 "whole": mean_metrics(images, clean),
                 "head": mean_metrics(images, clean, [t.head_mask for t in truths]),
+                "brain": mean_metrics(images, clean, [t.brain_mask for t in truths]),
             }
             for name, images in candidates.items()
         }
@@ -188,9 +189,9 @@ def against_partners(
     cleaning: Cleaning | None = None,
 ) -> dict[str, float]:
     """Held-out slices translated and scored against their partners in the other set (the
-    same level of the same head), whole slice and inside the partner's head, next to the
-    two classical baselines; empty when no slice has a partner. Keys name the direction,
-    e.g. `partner_ssim_t1_to_t2_head`."""
+    same level of the same head), whole slice, inside the partner's head and inside its brain
+    region (`processing.brain_region`), next to the two classical baselines; empty when no
+    slice has a partner. Keys name the direction, e.g. `partner_ssim_t1_to_t2_brain`."""
     pairs = [(s, partner_of[s.id]) for s in slices if s.id in partner_of]
     if not pairs:
         return {}
@@ -200,6 +201,7 @@ def against_partners(
     inputs = [s for s, _ in pairs]
     truths = [by_id[partner].image for _, partner in pairs]
     masks = [head_mask(truth) for truth in truths]
+    brains = [brain_region(truth) for truth in truths]
     values = np.concatenate(
         [s.image[head_mask(s.image)] for s in select(dataset, target, split.train[target])]
     )
@@ -216,6 +218,8 @@ def against_partners(
         whole, head = mean_metrics(images, truths), mean_metrics(images, truths, masks)
         metrics[f"partner_ssim_{direction}{suffix}"] = whole["ssim"]
         metrics[f"partner_ssim_{direction}{suffix}_head"] = head["ssim"]
+        brain = mean_metrics(images, truths, brains)["ssim"]
+        metrics[f"partner_ssim_{direction}{suffix}_brain"] = brain
         if not suffix:
             metrics[f"partner_psnr_{direction}"] = whole["psnr"]
             metrics[f"partner_mae_{direction}_head"] = head["mae"]
@@ -320,7 +324,8 @@ def evaluate_export(models_dir: str, data: str = "course") -> dict:
         result["phantom"] = report
         result["summary"] = [
             f"{direction}: SSIM {r['model']['whole']['ssim']:.3f} (whole slice), "
-            f"{r['model']['head']['ssim']:.3f} (head); best baseline "
+            f"{r['model']['head']['ssim']:.3f} (head), {r['model']['brain']['ssim']:.3f} "
+            "(brain); best baseline "
             f"{max(r['inversion']['whole']['ssim'], r['quantile']['whole']['ssim']):.3f}"
             for direction, r in report.items()
         ]
@@ -361,8 +366,8 @@ def evaluate_export(models_dir: str, data: str = "course") -> dict:
                 best = max(report[f"{key}_quantile_baseline"], report[f"{key}_inversion_baseline"])
                 result["summary"].append(
                     f"{direction} against each held-out slice's partner: SSIM "
-                    f"{report[key]:.3f} (head {report[key + '_head']:.3f}); best baseline "
-                    f"{best:.3f}"
+                    f"{report[key]:.3f} (head {report[key + '_head']:.3f}, brain "
+                    f"{report[key + '_brain']:.3f}); best baseline {best:.3f}"
                 )
         for name, pair in variants.items():
             part = course_report(*pair, dataset, split, size, cleaning, partners)
@@ -376,13 +381,15 @@ def evaluate_export(models_dir: str, data: str = "course") -> dict:
 
 
 def format_phantom_report(report: dict) -> str:
-    """The phantom report as a small text table: SSIM / PSNR / MAE, whole slice and head."""
-    lines = [f"{'':>10} {'':>10} {'SSIM':>6} {'PSNR':>6} {'MAE':>6}   {'SSIM in head':>12}"]
+    """The phantom report as a small text table: SSIM / PSNR / MAE over the whole slice, and
+    SSIM inside the head and inside the brain alone (what a reader of the scan looks at; the
+    head adds the thin skull and scalp layers, the whole slice the background)."""
+    lines = [f"{'':>10} {'':>10} {'SSIM':>6} {'PSNR':>6} {'MAE':>6}   {'head':>6} {'brain':>6}"]
     for direction, rows in report.items():
         for name, values in rows.items():
-            whole, head = values["whole"], values["head"]
+            whole, head, brain = values["whole"], values["head"], values["brain"]
             lines.append(
                 f"{direction:>10} {name:>10} {whole['ssim']:6.3f} {whole['psnr']:6.1f} "
-                f"{whole['mae']:6.1f}   {head['ssim']:12.3f}"
+                f"{whole['mae']:6.1f}   {head['ssim']:6.3f} {brain['ssim']:6.3f}"
             )
     return "\n".join(lines)

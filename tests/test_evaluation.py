@@ -113,3 +113,25 @@ def test_the_course_report_scores_translations_against_partners(course) -> None:
     assert "partner_ssim_t1_to_t2" not in evaluation.course_report(
         negation(), negation(), dataset, split, SIZE, None, partners={}
     )
+
+
+def test_every_evaluation_reports_the_brain_on_its_own(course) -> None:
+    """The brain region is scored apart from the head's thin layers and the background: on
+    the phantom against the phantom's brain mask, on the course data inside the partner's."""
+    phantom = mh.load_dataset("phantom", num_slices=10)
+    split = processing.holdout_split(phantom, 0.2, seed=0)
+    assert phantom.t2[0].brain_mask.sum() < phantom.t2[0].head_mask.sum()
+    report = evaluation.phantom_report({"t1-to-t2": negation()}, phantom, split, SIZE)
+    rows = report["t1-to-t2"]
+    assert set(rows) == {"model", "inversion", "quantile"}
+    for row in rows.values():
+        assert set(row) == {"whole", "head", "brain"} and -1 <= row["brain"]["ssim"] <= 1
+    # Inverting grey levels gets the brain's tissues nearly right and the scalp's fat wrong,
+    # so the inversion baseline scores higher in the brain than over the whole head.
+    assert rows["inversion"]["brain"]["ssim"] > rows["inversion"]["head"]["ssim"]
+    table = evaluation.format_phantom_report(report)
+    assert "brain" in table.splitlines()[0] and len(table.splitlines()) == 4
+    dataset, course_split = course
+    course_rows = evaluation.course_report(negation(), negation(), dataset, course_split, SIZE)
+    assert -1 <= course_rows["partner_ssim_t1_to_t2_brain"] <= 1
+    assert "partner_ssim_t2_to_t1_quantile_baseline_brain" in course_rows
