@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import course_like_entries, gray_slice, make_zip, png_bytes, sha256
 
 import mri_helpers as mh
+from conftest import course_like_entries, gray_slice, make_zip, png_bytes, sha256
 from mri_helpers import data as data_module
 from mri_helpers.cli import main as cli_main
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import gray_slice, png_bytes, sha256
 from PIL import Image
 
 import mri_helpers as mh
+from conftest import gray_slice, png_bytes, sha256
 from mri_helpers import export, models
 from mri_helpers._tf import keras
 from mri_helpers.cli import main as cli_main

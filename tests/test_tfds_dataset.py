@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import course_like_entries, make_zip
 
 import mri_helpers as mh
+from conftest import course_like_entries, make_zip
 
 
 def test_builder_on_the_course_zip(course_zip: Path, tmp_path: Path) -> None:
