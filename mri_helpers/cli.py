@@ -86,6 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", default="course", help='"course" (the zip, found as usual), "phantom", or a path'
     )
     evaluate.add_argument("--json", required=True, help="where to write the metrics")
+    evaluate.add_argument(
+        "--scan", help="a volume (NIfTI or DICOM) to translate and score, instead of --data"
+    )
+    evaluate.add_argument("--truth", help="with --scan: the paired true volume, on its grid")
+    evaluate.add_argument(
+        "--direction", choices=["t1-to-t2", "t2-to-t1"], help="with --scan: which way"
+    )
+    evaluate.add_argument("--series", help="with --scan: the DICOM series to read")
 
     bench = commands.add_parser(
         "bench", help="benchmark against the TensorFlow tutorial's step; write JSON + Markdown"
@@ -215,7 +223,17 @@ def evaluate(args: argparse.Namespace) -> int:
 
     target = Path(args.json)
     check_writable_file(target, "--json")  # before the work, so no result is lost
-    metrics = evaluate_export(args.model, args.data)
+    if args.scan or args.truth:
+        from .evaluation import evaluate_volume
+
+        if not (args.scan and args.truth and args.direction):
+            raise CourseError(
+                "a volume is scored with --scan SCAN --truth TRUE_VOLUME --direction "
+                "t1-to-t2|t2-to-t1, all three."
+            )
+        metrics = evaluate_volume(args.model, args.direction, args.scan, args.truth, args.series)
+    else:
+        metrics = evaluate_export(args.model, args.data)
     try:
         target.write_text(json.dumps(metrics, indent=2))
     except OSError as error:

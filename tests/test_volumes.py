@@ -778,3 +778,46 @@ def test_the_translate_command_takes_volumes(exports, tmp_path: Path, capsys) ->
     assert cli_main([*args, str(png), "--out", str(tmp_path / "o3"), "--volume", "0"]) == 2
     assert "apply to volumes only" in capsys.readouterr().err
     assert not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
+
+
+def phantom_volumes(tmp_path: Path, levels: int = 6) -> tuple[Path, Path]:
+    """The phantom's observed T1 and clean T2 slices stacked into RAS volumes at 1 mm (the
+    slices hold posterior at the top and the left on the left, as the course stores them)."""
+    from mri_helpers.phantom import make_phantom
+
+    slices = make_phantom(levels)
+    volume = lambda stack: np.ascontiguousarray(np.transpose(stack, (2, 1, 0)))  # noqa: E731
+    affine = np.eye(4)
+    t1 = save(volume(slices.t1).astype(np.float32), affine, tmp_path / "t1.nii.gz")
+    t2 = save(volume(slices.t2_clean).astype(np.float32), affine, tmp_path / "t2.nii.gz")
+    return t1, t2
+
+
+def test_a_volume_is_scored_against_its_paired_truth(tmp_path: Path, capsys) -> None:
+    """`mri-course evaluate --scan T1 --truth T2`: a negating 'model' is the inversion baseline
+    by another name, so both score alike; the brain is scored apart from the head."""
+    from mri_helpers.cli import main as cli_main
+
+    inputs = keras.Input((224, 224, 1), name="image")
+    negation = keras.Model(inputs, keras.layers.Rescaling(-1.0)(inputs))
+    models_dir = tmp_path / "models"
+    export.export_generator(negation, models_dir, "t1-to-t2", 224, saved_model=False)
+    scan, truth = phantom_volumes(tmp_path)
+    out = tmp_path / "volume.json"
+    args = ["evaluate", "--model", str(models_dir), "--json", str(out)]
+    way = ["--direction", "t1-to-t2"]
+    assert cli_main([*args, "--scan", str(scan), "--truth", str(truth), *way]) == 0
+    assert "whole volume (6 axial slices with head)" in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    model, inversion = result["volume"]["model"], result["volume"]["inversion"]
+    assert abs(model["mae_head"] - inversion["mae_head"]) < 1.5
+    assert abs(model["ssim_head"] - inversion["ssim_head"]) < 0.05
+    for row in result["volume"].values():
+        assert -1 <= row["ssim_brain"] <= 1 and row["ssim_brain"] != row["ssim_head"]
+    assert set(result["volume"]) == {"model", "inversion", "quantile"}
+    moved = save(nib.load(truth).get_fdata(dtype=np.float32), np.diag([1.0, 1.0, 2.0, 1.0]),
+                 tmp_path / "other_grid.nii.gz")  # fmt: skip
+    assert cli_main([*args, "--scan", str(scan), "--truth", str(moved), *way]) == 2
+    assert "does not lie on the voxel grid" in capsys.readouterr().err
+    assert cli_main([*args, "--scan", str(scan), *way]) == 2
+    assert "all three" in capsys.readouterr().err
