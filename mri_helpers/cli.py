@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--direction", choices=["t1-to-t2", "t2-to-t1"], help="with --scan: which way"
     )
-    evaluate.add_argument("--series", help="with --scan: the DICOM series to read")
+    evaluate.add_argument("--series", help="with --scan: the scan's DICOM series")
+    evaluate.add_argument("--truth-series", help="with --truth: the true volume's DICOM series")
 
     bench = commands.add_parser(
         "bench", help="benchmark against the TensorFlow tutorial's step; write JSON + Markdown"
@@ -154,6 +155,19 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         if not args.out:
             raise profiles.ParameterError("--resume needs --out, the folder of the run.")
+        ignored = [
+            option
+            for option, given in (
+                ("--set", args.set), ("--seed", args.seed is not None),
+                ("--seeds", args.seeds is not None), ("--overwrite", args.overwrite),
+            )
+            if given
+        ]  # fmt: skip
+        if ignored:
+            raise profiles.ParameterError(
+                f"--resume finishes a run with the settings it started with; drop {ignored}, "
+                "or start a new run."
+            )
         result = resume_course(args.out, log_output=args.log_output)
         print(f"Finished; results in {result.run_dir}")
         return 0
@@ -231,7 +245,12 @@ def evaluate(args: argparse.Namespace) -> int:
                 "a volume is scored with --scan SCAN --truth TRUE_VOLUME --direction "
                 "t1-to-t2|t2-to-t1, all three."
             )
-        metrics = evaluate_volume(args.model, args.direction, args.scan, args.truth, args.series)
+        for given in (args.scan, args.truth):
+            if Path(given).exists() and target.exists() and target.samefile(given):
+                raise CourseError(f"--json {target} is one of the volumes; name another file.")
+        metrics = evaluate_volume(
+            args.model, args.direction, args.scan, args.truth, args.series, args.truth_series
+        )
     else:
         metrics = evaluate_export(args.model, args.data)
     try:

@@ -633,6 +633,7 @@ def find_partners(dataset: MRIDataset, margin: float = 0.05) -> dict[str, str]:
         runner_up = max(
             np.partition(row, -2)[-2], np.max(np.delete(scores[:, j], i), initial=-np.inf)
         )
-        if int(np.argmax(scores[:, j])) == i and row[j] - runner_up >= margin:
+        clear = np.isfinite(runner_up) and row[j] - runner_up >= margin  # one candidate: no
+        if int(np.argmax(scores[:, j])) == i and clear:
             partners[t1[i].id] = t2[j].id
     return partners

@@ -85,10 +85,22 @@ def mean_metrics(
     truths: Sequence[np.ndarray],
     masks: Sequence[np.ndarray | None] | None = None,
 ) -> dict[str, float]:
-    """`image_metrics` averaged over slices."""
+    """`image_metrics` averaged over slices; slices whose mask selects no pixel SSIM can
+    score (none away from the border) are left out, and with none left the figures are None."""
     masks = masks or [None] * len(predictions)
-    rows = [image_metrics(p, t, m) for p, t, m in zip(predictions, truths, masks, strict=True)]
+    rows = [
+        image_metrics(p, t, m)
+        for p, t, m in zip(predictions, truths, masks, strict=True)
+        if m is None or np.asarray(m)[SSIM_BORDER:-SSIM_BORDER, SSIM_BORDER:-SSIM_BORDER].any()
+    ]
+    if not rows:
+        return {"ssim": None, "psnr": None, "mae": None}
     return {key: float(np.mean([row[key] for row in rows])) for key in rows[0]}
+
+
+def shown(value: float | None) -> str:
+    """A figure for a report line: three decimals, or "n/a" where nothing could be scored."""
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def head_intensities(images: Sequence[np.ndarray], slices: Sequence[Slice]) -> np.ndarray:
@@ -324,7 +336,7 @@ def evaluate_export(models_dir: str, data: str = "course") -> dict:
         result["phantom"] = report
         result["summary"] = [
             f"{direction}: SSIM {r['model']['whole']['ssim']:.3f} (whole slice), "
-            f"{r['model']['head']['ssim']:.3f} (head), {r['model']['brain']['ssim']:.3f} "
+            f"{r['model']['head']['ssim']:.3f} (head), {shown(r['model']['brain']['ssim'])} "
             "(brain); best baseline "
             f"{max(r['inversion']['whole']['ssim'], r['quantile']['whole']['ssim']):.3f}"
             for direction, r in report.items()
@@ -367,7 +379,7 @@ def evaluate_export(models_dir: str, data: str = "course") -> dict:
                 result["summary"].append(
                     f"{direction} against each held-out slice's partner: SSIM "
                     f"{report[key]:.3f} (head {report[key + '_head']:.3f}, brain "
-                    f"{report[key + '_brain']:.3f}); best baseline {best:.3f}"
+                    f"{shown(report[key + '_brain'])}); best baseline {best:.3f}"
                 )
         for name, pair in variants.items():
             part = course_report(*pair, dataset, split, size, cleaning, partners)
@@ -390,7 +402,7 @@ def format_phantom_report(report: dict) -> str:
             whole, head, brain = values["whole"], values["head"], values["brain"]
             lines.append(
                 f"{direction:>10} {name:>10} {whole['ssim']:6.3f} {whole['psnr']:6.1f} "
-                f"{whole['mae']:6.1f}   {head['ssim']:6.3f} {brain['ssim']:6.3f}"
+                f"{whole['mae']:6.1f}   {head['ssim']:6.3f} {shown(brain['ssim']):>6}"
             )
     return "\n".join(lines)
 
@@ -402,6 +414,7 @@ def evaluate_volume(
     scan: str | os.PathLike,
     truth: str | os.PathLike,
     series: str | None = None,
+    truth_series: str | None = None,
 ) -> dict:
     """A scan translated with an export, scored against a paired true volume of the other
     contrast lying on the same voxel grid, next to the two classical baselines.
@@ -418,7 +431,7 @@ def evaluate_volume(
     generator, config = load_generator(models_dir, direction)
     source, target = DIRECTIONS[direction]
     scan_volume = volumes.collect_scans([scan], series)[0]
-    true_volume = volumes.collect_scans([truth], series)[0]
+    true_volume = volumes.collect_scans([truth], truth_series)[0]
     if scan_volume.shape != true_volume.shape or not np.allclose(
         scan_volume.affine, true_volume.affine, atol=1e-3
     ):
@@ -482,7 +495,8 @@ def evaluate_volume(
         "translation": record,
         "summary": [
             f"{direction}, whole volume ({len(truths)} axial slices with head): SSIM "
-            f"{report['model']['ssim_head']:.3f} in the head, {report['model']['ssim_brain']:.3f}"
+            f"{report['model']['ssim_head']:.3f} in the head, "
+            f"{shown(report['model']['ssim_brain'])}"
             f" in the brain; PSNR {report['model']['psnr_head']:.1f} dB, MAE "
             f"{report['model']['mae_head']:.1f}; best baseline SSIM {best:.3f}"
         ],

@@ -135,7 +135,8 @@ def _replace_folder(new: Path, final: Path) -> None:
 
 
 class PeriodicExport(keras.callbacks.Callback):
-    """Export both generators every `every` epochs and at the end (atomically).
+    """Export both generators every `every` epochs and at the end, also when training stops
+    early (atomically).
 
     With `test_time_augmentation`, each export averages its network over shifted and mirrored
     copies of the input (`mri_helpers.test_time`). With `calibration_data` (prepared training
@@ -160,11 +161,21 @@ class PeriodicExport(keras.callbacks.Callback):
             raise ValueError("calibration_data needs training images of both contrasts")
         self.calibration_data = calibration_data
 
+    def on_train_begin(self, logs=None):
+        self.finished_epoch = self.exported_epoch = None
+
     def on_epoch_end(self, epoch, logs=None):
+        self.finished_epoch = epoch + 1
         if (epoch + 1) % self.every == 0 or epoch + 1 == self.params.get("epochs"):
             self.export(epoch + 1)
 
+    def on_train_end(self, logs=None):
+        # Training stopped early (a NaN loss): export the weights it ended with.
+        if self.finished_epoch is not None and self.finished_epoch != self.exported_epoch:
+            self.export(self.finished_epoch)
+
     def export(self, epoch: int) -> None:
+        self.exported_epoch = epoch
         is_calibrated = self.calibration_data is not None
         extra = {
             **self.extra,

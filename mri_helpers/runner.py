@@ -130,7 +130,7 @@ def refuse_foreign_folder(run_dir: Path) -> None:
         )
 
 
-LOCK = ".lock"  # <run>/.lock: held by the one `mri-course run` writing there
+LOCK = ".mri-course.lock"  # held by the one `mri-course run` writing into the folder
 
 
 @contextlib.contextmanager
@@ -214,6 +214,9 @@ def run_course(
             f"PROFILE={overrides['PROFILE']!r} cannot be set as a parameter: a run's values come "
             "from its profile. Choose the profile with --profile."
         )
+    for name, option in (("DATA", "--data"), ("RUN_DIR", "--out")):
+        if name in overrides:
+            raise ParameterError(f"{name} is not set with --set; use {option}.")
     if seed is not None:
         overrides["SEED"] = seed
     parameters = profiles.resolve(profile, **overrides)  # fails before any work
@@ -236,26 +239,28 @@ def resume_course(
     training continues from the last checkpoint (04_training's BackupAndRestore).
     """
     run_dir = Path(out).expanduser().resolve()
-    if (run_dir / "run.json").is_file():
-        raise CourseRunError(f"{run_dir} holds a finished run; there is nothing to resume.")
-    if not (run_dir / f"{PROGRESS}.json").is_file():
+    if not (run_dir / f"{PROGRESS}.json").is_file() and not (run_dir / "run.json").is_file():
         raise CourseRunError(
             f"{run_dir} holds no interrupted course run ({PROGRESS}.json is missing); "
             "start a new run instead."
         )
-    progress = manifest.read(run_dir, PROGRESS)
-    parameters, done = progress.get("parameters"), progress.get("done")
-    if not isinstance(parameters, dict) or not isinstance(done, dict):
-        raise CourseRunError(
-            f"{run_dir / PROGRESS}.json does not describe a course run (no parameters or list of "
-            "finished notebooks); start again with `mri-course run --overwrite --out "
-            f"{run_dir}`."
-        )
-    parameters = {**profiles.check({k: v for k, v in parameters.items() if k != "RUN_DIR"})}
-    # The run's files live in the folder it is given now, wherever it was started.
-    parameters["RUN_DIR"] = str(run_dir)
-    print(f"Resuming the run in {run_dir}; finished before: {sorted(done) or 'none'}")
-    with run_lock(run_dir):
+    with run_lock(run_dir):  # read the progress only once no other run writes it
+        if (run_dir / "run.json").is_file():
+            raise CourseRunError(f"{run_dir} holds a finished run; there is nothing to resume.")
+        progress = manifest.read(run_dir, PROGRESS)
+        parameters, done = progress.get("parameters"), progress.get("done")
+        if not isinstance(parameters, dict) or not isinstance(done, dict):
+            raise CourseRunError(
+                f"{run_dir / PROGRESS}.json does not describe a course run (no parameters or "
+                f"list of finished notebooks); start again with `mri-course run --overwrite "
+                f"--out {run_dir}`."
+            )
+        # RESTART deleted an older checkpoint when the run began; resuming keeps this one.
+        kept = {k: v for k, v in parameters.items() if k not in ("RUN_DIR", "RESTART")}
+        parameters = {**profiles.check(kept)}
+        # The run's files live in the folder it is given now, wherever it was started.
+        parameters["RUN_DIR"] = str(run_dir)
+        print(f"Resuming the run in {run_dir}; finished before: {sorted(done) or 'none'}")
         return _execute(course_notebooks(notebooks_dir), parameters, run_dir, done, log_output)
 
 
@@ -306,6 +311,11 @@ def _execute(
                 f"({first_line[0] if first_line else 'empty cell'!r}): "
                 f"{error.ename}: {error.evalue}\nThe executed copy with the full traceback is "
                 f"{target}."
+            ) from None
+        except Exception as error:  # the kernel died (memory), a cell timed out, ...
+            raise CourseRunError(
+                f"{notebook.name} did not finish ({type(error).__name__}: {error}). Continue "
+                f"with `mri-course run --resume --out {run_dir}` once the cause is fixed."
             ) from None
         seconds[notebook.name] = round(time.perf_counter() - start, 1)
         manifest.write(run_dir, PROGRESS, {"parameters": parameters, "done": seconds})
@@ -446,7 +456,8 @@ def publish(run_dir: str | os.PathLike, notebooks_dir: Path | None = None) -> li
         ready.append((committed_path, (text if text.endswith("\n") else text + "\n").encode()))
     figure = run_dir / FIGURE
     if figure.is_file():  # the front page's picture, from the same run
-        ready.append((project_root() / "docs" / "figures" / figure.name, figure.read_bytes()))
+        docs = (notebooks_dir or project_root() / "notebooks").parent / "docs" / "figures"
+        ready.append((docs / figure.name, figure.read_bytes()))
     _write_all_or_nothing(ready)
     return [path for path, _ in ready]
 
@@ -474,21 +485,21 @@ def _finished_run_parameters(run_dir: Path) -> dict[str, Any]:
 def _write_all_or_nothing(files: list[tuple[Path, bytes]]) -> None:
     """Write every (path, content) to a temporary file beside it, then rename them all into
     place; if any write fails, remove the temporary files and leave every target as it was."""
-    partials = []
-    try:
-        for path, content in files:
+    partials: list[Path] = []
+    for path, content in files:
+        partial = path.with_name(f".{path.name}.partial")
+        try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(f".{path.name}.partial")
             partials.append(partial)
             partial.write_bytes(content)
-    except OSError as error:
-        for partial in partials:
-            partial.unlink(missing_ok=True)
-        raise CourseRunError(
-            f"cannot write {partial} ({error.strerror}); nothing was published."
-        ) from None
+        except OSError as error:
+            for written in partials:
+                written.unlink(missing_ok=True)
+            raise CourseRunError(
+                f"cannot write {partial} ({error.strerror}); nothing was published."
+            ) from None
     for partial, (path, _) in zip(partials, files, strict=True):
-        os.replace(partial, path)
+        os.replace(partial, path)  # a rename within one folder: it does not fail half-way
 
 
 def _strip_run_metadata(notebook) -> None:
@@ -518,7 +529,7 @@ def _without_machine_paths(output) -> None:
             output["data"][kind] = value.replace(root, "")
 
 
-# --- several seeds (README, "Results": the spread over seeds) ------------------------------
+# --- several seeds (docs/results.md, "Spread across runs") ---------------------------------
 def run_seeds(
     profile: str,
     data: str,

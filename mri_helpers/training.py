@@ -417,7 +417,8 @@ def resume_or_start(
     A checkpoint records the `configuration` that made it. A run with the same configuration
     resumes; one with another is refused before any training, naming each change, unless
     `restart`: then the old checkpoint is deleted. A fresh start also removes the history,
-    quality log and samples a finished run left, so the new run's files are its own.
+    quality log, samples and TensorBoard logs a finished run left, so the new run's files are
+    its own (its exports replace the old ones as they are written).
     """
     run_dir = Path(run_dir)
     backup = run_dir / "backup"
@@ -437,12 +438,10 @@ def resume_or_start(
             "choose a new RUN_DIR, or start afresh here with RESTART = True (which deletes that "
             "checkpoint)."
         )
-    if backup.exists():
-        shutil.rmtree(backup)
+    for folder in (backup, run_dir / "samples", run_dir / "tensorboard"):
+        shutil.rmtree(folder, ignore_errors=True)
     (run_dir / "history.csv").unlink(missing_ok=True)
     (run_dir / "quality.csv").unlink(missing_ok=True)
-    for old in (run_dir / "samples").glob("epoch_*.png"):
-        old.unlink()
     backup.mkdir(parents=True)
     (backup / CONFIGURATION_FILE).write_text(json.dumps(configuration, indent=2, sort_keys=True))
     return False
@@ -470,16 +469,18 @@ class StopOnNonFinite(keras.callbacks.Callback):
 
     Keras's TerminateOnNaN watches only a loss called "loss" and keeps the broken weights; a
     CycleGAN has six losses, and a NaN step has already written NaN into the weights. So the
-    weights are copied at the end of every epoch and put back when training stops.
+    weights are copied at the end of every epoch and put back when training stops. The first
+    copy is taken when the first epoch begins, after every callback's `on_train_begin` (a
+    resumed run's checkpoint is restored there).
     """
 
     def on_train_begin(self, logs=None):
-        self.good_weights = self.model.get_weights()
-        self.good_epoch = 0
-        self.message = None
+        self.good_weights, self.message = None, None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
+        if self.good_weights is None:
+            self.good_weights, self.good_epoch = self.model.get_weights(), epoch
 
     def on_train_batch_end(self, batch, logs=None):
         for name, value in (logs or {}).items():

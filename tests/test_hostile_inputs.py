@@ -62,15 +62,19 @@ def _guard(what: str) -> Callable:
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Each test in its own working folder (so stray writes show in the snapshot), without
     $MRI_DATA, and with notebook execution and publishing over notebooks/ guarded."""
-    import nbformat
     import papermill
+
+    from mri_helpers import runner
 
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
     monkeypatch.delenv("MRI_DATA", raising=False)
     monkeypatch.setattr(papermill, "execute_notebook", _guard("papermill.execute_notebook"))
-    monkeypatch.setattr(nbformat, "write", _guard("nbformat.write (publishing notebooks)"))
+    # publish writes every file through this one function: guarded, notebooks/ is never touched
+    monkeypatch.setattr(
+        runner, "_write_all_or_nothing", _guard("publishing over notebooks/ and docs/")
+    )
     return cwd
 
 

@@ -372,3 +372,28 @@ def test_published_outputs_name_project_files_relatively(notebooks: Path, tmp_pa
     cells = nbformat.read(notebooks / "03_warns.ipynb", as_version=4).cells
     printed = "".join(o.get("text", "") for c in cells if c.cell_type == "code" for o in c.outputs)
     assert printed.startswith(".venv/lib/site.py:74: UserWarning") and str(root) not in printed
+
+
+def test_resume_keeps_its_settings_and_its_checkpoint(
+    notebooks: Path, tmp_path: Path, capsys
+) -> None:
+    """A run started with RESTART=true deleted an older checkpoint when it began; resuming it
+    must not delete its own again. Options a resume would ignore are refused."""
+    write_notebook(notebooks / "03_third.ipynb", "raise RuntimeError('killed')")
+    out = tmp_path / "run"
+    with pytest.raises(runner.CourseRunError):
+        runner.run_course(
+            "smoke", "phantom", out, overrides={"RESTART": True}, notebooks_dir=notebooks
+        )
+    write_notebook(notebooks / "03_third.ipynb", "x = 1")
+    for extra in (["--set", "EPOCHS=3"], ["--seed", "3"], ["--overwrite"]):
+        assert cli_main(["run", "--resume", "--out", str(out), *extra]) == 2
+        assert (
+            "--resume finishes a run with the settings it started with" in capsys.readouterr().err
+        )
+    result = runner.resume_course(out, notebooks_dir=notebooks)
+    assert "RESTART" not in result.parameters
+    for name in ("DATA", "RUN_DIR"):
+        with pytest.raises(runner.ParameterError, match=f"{name} is not set with --set"):
+            runner.run_course("smoke", "phantom", tmp_path / "x", overrides={name: "a"},
+                              notebooks_dir=notebooks)  # fmt: skip

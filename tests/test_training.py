@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import mri_helpers as mh
-from mri_helpers import baselines, evaluation, losses, models, processing, training
+from mri_helpers import baselines, evaluation, export, losses, models, processing, training
 from mri_helpers._tf import keras
 
 SIZE = 32
@@ -504,3 +504,49 @@ def test_a_broken_tf_config_is_a_clear_error(monkeypatch) -> None:
     monkeypatch.setenv("TF_CONFIG", "{cluster: oops")
     with pytest.raises(mh.CourseError, match="TF_CONFIG is not valid"):
         training.distribution_strategy()
+
+
+def test_a_nan_after_a_restored_checkpoint_keeps_the_restored_weights(tmp_path) -> None:
+    """The good weights are taken when the first epoch begins, after a checkpoint was restored
+    (BackupAndRestore restores in on_train_begin, listed after the guard in lesson 04)."""
+    from mri_helpers._tf import tf
+
+    class Broken(keras.Model):
+        def train_step(self, data):
+            return {"cycle": tf.constant(float("nan"))}
+
+    model = Broken(inputs := keras.Input((2,)), keras.layers.Dense(1)(inputs))
+    model.compile()
+    restored = [np.full(w.shape, 0.5, np.float32) for w in model.get_weights()]
+
+    class Restore(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.model.set_weights(restored)
+
+    guard = training.StopOnNonFinite()
+    x = np.ones((4, 2), np.float32)
+    model.fit(x, x[:, :1], epochs=2, verbose=0, callbacks=[guard, Restore()])
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), restored, strict=True))
+    assert "after epoch 0" in guard.message
+
+
+def test_training_stopped_early_still_exports_what_it_ended_with(tmp_path) -> None:
+    model = build(epochs=4, steps=1)
+
+    class StopAfterTwo(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.stop_training = epoch == 1
+
+    periodic = export.PeriodicExport(tmp_path, every=3, image_size=SIZE, extra={})
+    data = tf_pairs()
+    model.fit(data, epochs=4, steps_per_epoch=1, verbose=0, callbacks=[StopAfterTwo(), periodic])
+    import json
+
+    config = json.loads((tmp_path / "t1-to-t2" / "model.json").read_text())
+    assert config["epoch"] == 2  # not exported at 3 (never reached), but at the stop
+
+
+def tf_pairs():
+    from mri_helpers._tf import tf
+
+    return tf.data.Dataset.from_tensors((images(0, 2), images(1, 2))).repeat()
