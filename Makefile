@@ -54,4 +54,4 @@ notebooks: install
 	rm -rf runs/publish
 	$(BIN)/mri-course run --profile course --data $(DATA) --out runs/publish
 	$(BIN)/mri-course publish runs/publish
-	$(BIN)/mri-course evaluate --model runs/publish/models --data course --json docs/course_metrics.json
+	$(BIN)/mri-course evaluate --model runs/publish/models --data $(if $(filter auto,$(DATA)),course,$(DATA)) --json docs/course_metrics.json
