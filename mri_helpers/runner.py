@@ -22,7 +22,7 @@ from typing import Any
 
 from . import manifest, profiles
 from .data import AUTO, PHANTOM, find_data, project_root, read_course_data
-from .errors import CourseRunError, ParameterError
+from .errors import CourseError, CourseRunError, ParameterError
 
 
 @dataclass(frozen=True)
@@ -137,12 +137,14 @@ LOCK = ".mri-course.lock"  # held by the one `mri-course run` writing into the f
 def run_lock(run_dir: Path) -> Iterator[None]:
     """Hold the run folder's lock while a run writes there; a second run into the same folder
     is refused at once. The operating system releases the lock when the process ends, however
-    it ends (SIGKILL too), so a lock never outlives its run."""
+    it ends (SIGKILL too), so a lock never outlives its run; the file goes with it, unless the
+    process was killed."""
     import fcntl  # POSIX; the course runs on Linux and macOS
 
+    lock = run_dir / LOCK
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        handle = (run_dir / LOCK).open("a+")
+        handle = lock.open("a+")
     except OSError as error:
         raise CourseRunError(
             f"cannot write to {run_dir} ({error.strerror}); choose a writable --out."
@@ -150,6 +152,8 @@ def run_lock(run_dir: Path) -> Iterator[None]:
     with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if not lock.exists() or not os.path.samestat(os.fstat(handle.fileno()), lock.stat()):
+                raise BlockingIOError  # the run that held it removed it as we opened it
         except BlockingIOError:
             handle.seek(0)
             owner = handle.read().strip() or "another process"
@@ -164,6 +168,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         try:
             yield
         finally:
+            lock.unlink(missing_ok=True)  # while still held: no other run has it open locked
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
@@ -247,7 +252,10 @@ def resume_course(
     with run_lock(run_dir):  # read the progress only once no other run writes it
         if (run_dir / "run.json").is_file():
             raise CourseRunError(f"{run_dir} holds a finished run; there is nothing to resume.")
-        progress = manifest.read(run_dir, PROGRESS)
+        try:
+            progress = manifest.read(run_dir, PROGRESS)
+        except CourseError:
+            progress = {}
         parameters, done = progress.get("parameters"), progress.get("done")
         if not isinstance(parameters, dict) or not isinstance(done, dict):
             raise CourseRunError(
