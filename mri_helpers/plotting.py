@@ -377,16 +377,27 @@ def show_translations(columns: dict[str, Sequence[np.ndarray]], size: float = 2.
 
 def slice_viewer(columns: dict[str, Sequence[np.ndarray]], labels: Sequence[str] | None = None):
     """An interactive viewer (ipywidgets): a slider through the slices, each shown in every
-    column side by side. For JupyterLab; on a repository page use `show_translations`."""
+    column side by side. For JupyterLab; on a repository page use `show_translations`.
+
+    Each view is drawn to a PNG and shown in an `Image` widget: no `Output` widget captures
+    cell output, which batch runs of the notebook (papermill, nbval) handle best.
+    """
+    import io
+
     import ipywidgets as widgets
 
     count = len(next(iter(columns.values())))
     labels = list(labels) if labels is not None else [str(i) for i in range(count)]
 
-    def show(index: int) -> None:
+    def picture(index: int) -> bytes:
         figure = show_comparison([images[index] for images in columns.values()], list(columns))
         figure.suptitle(labels[index], fontsize=10)
-        plt.show()
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=80)
+        plt.close(figure)
+        return buffer.getvalue()
 
     slider = widgets.IntSlider(0, 0, count - 1, description="slice", continuous_update=False)
-    return widgets.interactive(show, index=slider)
+    image = widgets.Image(value=picture(0), format="png")
+    slider.observe(lambda change: setattr(image, "value", picture(change["new"])), names="value")
+    return widgets.VBox([slider, image])
