@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import re
 import zipfile
 from pathlib import Path
@@ -23,19 +22,6 @@ from mri_helpers.phantom import (
     make_phantom,
 )
 
-ZIP_NAME = "MRI+T1_T2+Dataset.zip"
-
-
-def _course_zip() -> Path | None:
-    here = Path(__file__).resolve().parent.parent
-    for candidate in (
-        os.environ.get("MRI_DATA"),
-        here.parent / "shared" / "data" / ZIP_NAME,
-        Path("/work/shared/data") / ZIP_NAME,
-    ):
-        if candidate and Path(candidate).is_file() and str(candidate).endswith(".zip"):
-            return Path(candidate)
-    return None
 
 
 def _head_from_image(image: np.ndarray) -> np.ndarray:
@@ -69,10 +55,9 @@ def fractions(clean: PhantomSlices) -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def course() -> dict[str, np.ndarray]:
-    path = _course_zip()
-    if path is None:
-        pytest.skip(f"course zip {ZIP_NAME} not found")
+def course(course_zip: Path) -> dict[str, np.ndarray]:
+    """The course slices (the shared fixture: a failure under CI, a skip elsewhere)."""
+    path = course_zip
     images: dict[str, list[np.ndarray]] = {"t1": [], "t2": []}
     with zipfile.ZipFile(path) as archive:
         for name in archive.namelist():
