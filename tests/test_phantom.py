@@ -23,7 +23,6 @@ from mri_helpers.phantom import (
 )
 
 
-
 def _head_from_image(image: np.ndarray) -> np.ndarray:
     """The head in a course-like image: above 20, opened, holes filled."""
     return ndimage.binary_fill_holes(ndimage.binary_opening(image > 20, iterations=2))
