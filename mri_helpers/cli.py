@@ -124,8 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return evaluate(args)
         if args.command == "bench":
             from .benchmark import run as run_benchmark
+            from .export import check_output_folder
 
-            check_writable_folder(Path(args.out), "--out")
+            check_output_folder(Path(args.out))
             results = run_benchmark(quick=args.quick, out=args.out)
             print((Path(args.out) / "results.md").read_text())
             return 0 if results else 1
@@ -264,13 +265,6 @@ def evaluate(args: argparse.Namespace) -> int:
         print(line)
     print(f"wrote {args.json}")
     return 0
-
-
-def check_writable_folder(path: Path, option: str) -> None:
-    """Refuse an output folder that is a file or lies under one."""
-    existing = next((p for p in (path, *path.parents) if p.exists()), None)
-    if existing is not None and not existing.is_dir():
-        raise CourseError(f"{option} {path}: {existing} is a file, not a folder; choose another.")
 
 
 def check_writable_file(path: Path, option: str) -> None:

@@ -29,7 +29,7 @@ from .baselines import inversion_baseline, quantile_baseline
 from .calibration import calibration_of, without_calibration
 from .data import MRIDataset, Slice, find_data, find_partners, load_dataset
 from .errors import DataError
-from .export import DIRECTIONS, load_generator, translate, translate_through
+from .export import DIRECTIONS, cleaning_of, load_generator, translate, translate_through
 from .processing import (
     Cleaning,
     Split,
@@ -318,7 +318,7 @@ def evaluate_export(models_dir: str, data: str = "course") -> dict:
     except DataError as error:
         raise DataError(f"{dataset.source}: {error}") from None
     size = config["image_size"]
-    cleaning = Cleaning(**config["cleaning"]) if config.get("cleaning") else None
+    cleaning = cleaning_of(config)
     # The data's file name, not its path: reports are shared and committed.
     result = {"data": Path(dataset.source).name, "image_size": size, "held_out": split.test}
     is_calibrated = any(calibration_of(g) is not None for g in (generator_g, generator_f))

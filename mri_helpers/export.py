@@ -318,6 +318,11 @@ def read_export_config(path: Path) -> dict[str, Any]:
     return config
 
 
+def cleaning_of(config: dict[str, Any]) -> Cleaning | None:
+    """The cleaning an export's model.json records (None: the slices were not cleaned)."""
+    return Cleaning(**config["cleaning"]) if config.get("cleaning") else None
+
+
 def _check_shapes(model: keras.Model, config: dict[str, Any], path: Path) -> None:
     size = config["image_size"]
     expected = (None, size, size, 1)
@@ -457,6 +462,13 @@ def check_outputs(
         )
 
 
+def check_output_folder(folder: Path, option: str = "--out") -> None:
+    """Refuse an output folder that is a file or lies under one."""
+    blocker = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise DataError(f"{option} {folder}: {blocker} is a file, not a folder; choose another.")
+
+
 def _same_file(source: Path, target: Path) -> bool:
     if target.resolve() == source:
         return True
@@ -498,9 +510,7 @@ def translate_files(
     generator, config = load_generator(model, direction)
     files = collect_inputs(inputs)
     out_dir = Path(out_dir)
-    blocker = next((p for p in (out_dir, *out_dir.parents) if p.exists()), None)
-    if blocker is not None and not blocker.is_dir():
-        raise DataError(f"--out {out_dir}: {blocker} is a file, not a folder; choose another.")
+    check_output_folder(out_dir)
     targets = [out_dir / f.name for f in files]
     try:
         check_outputs(files, targets, overwrite)
@@ -526,7 +536,7 @@ def translate_files(
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise DataError(f"cannot create {out_dir} ({error.strerror}).") from None
-    cleaning = Cleaning(**config["cleaning"]) if config.get("cleaning") else None
+    cleaning = cleaning_of(config)
     outputs = translate(generator, slices, config["image_size"], cleaning)
     written = []
     for s, image, target in zip(slices, outputs, targets, strict=True):

@@ -57,9 +57,8 @@ from . import __version__, test_time
 from ._tf import keras
 from .calibration import calibration_of, without_calibration
 from .errors import DataError, DataProblems, ModelFileError
-from .export import DIRECTIONS, check_outputs, load_generator
+from .export import DIRECTIONS, check_output_folder, check_outputs, cleaning_of, load_generator
 from .processing import (
-    Cleaning,
     Geometry,
     clean_slice,
     head_mask,
@@ -969,7 +968,7 @@ def run_plan(
     volume (float32, the input's shape, 0..255) and, with `uncertainty`, the spread of the
     export's test-time copies (same shape)."""
     size = config["image_size"]
-    cleaning = Cleaning(**config["cleaning"]) if config.get("cleaning") else None
+    cleaning = cleaning_of(config)
     network = _Network(generator, batch_size, uncertainty)
     if uncertainty and network.copies is None:
         raise ModelFileError(
@@ -1183,9 +1182,7 @@ def translate_volume_files(
             problems.append(str(error))
     _raise(problems)
     out_dir = Path(out_dir)
-    blocker = next((p for p in (out_dir, *out_dir.parents) if p.exists()), None)
-    if blocker is not None and not blocker.is_dir():
-        raise DataError(f"--out {out_dir}: {blocker} is a file, not a folder; choose another.")
+    check_output_folder(out_dir)
     outputs = [output_paths(scan.name, direction, out_dir) for scan in scans]
     by_name: dict[str, Scan] = {}
     for scan, paths in zip(scans, outputs, strict=True):
