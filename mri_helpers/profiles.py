@@ -118,6 +118,7 @@ SPECS: dict[str, Spec] = {
     "EXPORT_EVERY": Spec(int, "export the generators every N epochs", low=1, high=10_000),
     "CALIBRATE": Spec(bool, "append a grey-scale calibration to the exported generators"),
     "TEST_TIME_AUGMENTATION": Spec(bool, "exported generators average shifted, mirrored copies"),
+    "TIME_BUDGET_MINUTES": Spec(float, "minutes lesson 04 may train; 0: off, all EPOCHS", 0, 1e4),
     "MIXED_PRECISION": Spec(str, "16-bit compute (GPU, bf16 CPU)", choices=("auto", "on", "off")),
     "REPRODUCIBLE": Spec(bool, "bit-identical runs with one seed on a CPU (slower)"),
     "RESTART": Spec(bool, "discard an interrupted run's checkpoint in RUN_DIR; train afresh"),

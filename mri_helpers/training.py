@@ -66,17 +66,34 @@ class TrainingConfig:
 
 @keras.saving.register_keras_serializable(package="mri_helpers")
 class ConstantThenLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """The learning rate stays at `initial` until `decay_start`, then falls linearly to 0."""
+    """The learning rate stays at `initial` until `decay_start`, then falls linearly to 0.
+
+    `decay_start` and `total_steps` are variables, so `refit` can shorten the schedule of a
+    running `fit()` (the time budget does) without tracing the step again.
+    """
 
     def __init__(self, initial: float, decay_start: int, total_steps: int):
         self.initial = float(initial)
-        self.decay_start = int(decay_start)
-        self.total_steps = int(total_steps)
+        self._decay_start = tf.Variable(float(decay_start), trainable=False, dtype=tf.float32)
+        self._total_steps = tf.Variable(float(total_steps), trainable=False, dtype=tf.float32)
+
+    @property
+    def decay_start(self) -> int:
+        return int(self._decay_start.numpy())
+
+    @property
+    def total_steps(self) -> int:
+        return int(self._total_steps.numpy())
+
+    def refit(self, decay_start: int, total_steps: int) -> None:
+        """Decay from `decay_start` to 0 at `total_steps` instead."""
+        self._decay_start.assign(float(decay_start))
+        self._total_steps.assign(float(total_steps))
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
-        decay_steps = float(max(1, self.total_steps - self.decay_start))
-        fraction = tf.clip_by_value((step - self.decay_start) / decay_steps, 0.0, 1.0)
+        decay_steps = tf.maximum(1.0, self._total_steps - self._decay_start)
+        fraction = tf.clip_by_value((step - self._decay_start) / decay_steps, 0.0, 1.0)
         return self.initial * (1.0 - fraction)
 
     def get_config(self) -> dict:
@@ -651,3 +668,79 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return resolver.task_type == "chief" or (
         not has_chief and resolver.task_type == "worker" and resolver.task_id == 0
     )
+
+
+# --- time budget (04_training, TIME_BUDGET_MINUTES) ----------------------------------------
+class TimeBudget(keras.callbacks.Callback):
+    """Fit the run's epochs and learning-rate decay to `minutes` of training.
+
+    After the first epochs (the first one also traces the step, so the second is timed), the
+    remaining time is divided by the measured seconds per epoch: if fewer epochs than asked
+    fit, the run is shortened to them and the schedule refitted so that the learning rate still
+    decays to zero at the new end, from the same share of the run as before. It only ever
+    shortens a run. The decision is written to `record` (JSON), so a resumed run keeps it.
+    """
+
+    def __init__(
+        self, minutes: float, record: str | os.PathLike, reserve: float = 0.05, clock=None
+    ):
+        super().__init__()
+        self.clock = clock or time.perf_counter  # seconds; tests pass their own
+        if not minutes > 0:
+            raise ValueError(f"minutes={minutes!r} must be > 0 (leave the budget off instead).")
+        self.minutes, self.record, self.reserve = float(minutes), Path(record), reserve
+        self.epochs: int | None = None  # the fitted number of epochs, once decided
+
+    def on_train_begin(self, logs=None):
+        if len(cluster_workers()) > 1:
+            raise CourseError(
+                "TIME_BUDGET_MINUTES times one machine; workers of a multi-machine run would "
+                "each decide their own schedule. Set TIME_BUDGET_MINUTES=0 and choose EPOCHS."
+            )
+        self._start, self._epoch_start, self._first_epoch = self.clock(), None, None
+        self._epoch_seconds: list[float] = []
+        self.asked = self.params["epochs"]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._first_epoch is None:
+            self._first_epoch = epoch
+            if epoch > 0 and self.record.is_file():  # resumed: keep the earlier decision
+                self._apply(int(json.loads(self.record.read_text())["epochs"]))
+        self._epoch_start = self.clock()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._epoch_seconds.append(self.clock() - self._epoch_start)
+        if self.epochs is None and (len(self._epoch_seconds) >= 2 or epoch == 1):
+            timed = self._epoch_seconds[1:] or self._epoch_seconds
+            per_epoch = sum(timed) / len(timed)
+            left = self.minutes * 60 * (1 - self.reserve) - (self.clock() - self._start)
+            fitted = min(self.asked, epoch + 1 + max(0, int(left // per_epoch)))
+            self._apply(max(fitted, epoch + 1))
+            self.record.parent.mkdir(parents=True, exist_ok=True)
+            self.record.write_text(
+                json.dumps(
+                    {
+                        "minutes": self.minutes,
+                        "epochs": self.epochs,
+                        "asked": self.asked,
+                        "seconds_per_epoch": round(per_epoch, 2),
+                    },
+                    indent=2,
+                )
+            )
+            print(
+                f"time budget {self.minutes:g} min: {per_epoch:.1f} s per epoch, so "
+                f"{self.epochs} of {self.asked} epochs",
+                flush=True,
+            )
+        if self.epochs is not None and epoch + 1 >= self.epochs:
+            self.model.stop_training = True
+
+    def _apply(self, epochs: int) -> None:
+        asked = self.asked
+        self.epochs = min(epochs, asked)
+        schedule = self.model.schedule
+        steps = self.params["steps"] or schedule.total_steps // asked
+        share = schedule.decay_start / max(1, schedule.total_steps)
+        schedule.refit(round(share * self.epochs) * steps, self.epochs * steps)
+        self.params["epochs"] = self.epochs  # the progress line's "epoch n/N" and time left

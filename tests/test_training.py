@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -550,3 +552,51 @@ def tf_pairs():
     from mri_helpers._tf import tf
 
     return tf.data.Dataset.from_tensors((images(0, 2), images(1, 2))).repeat()
+
+
+class _Clock:
+    """A clock that moves `tick` seconds each time it is read."""
+
+    def __init__(self, tick: float):
+        self.now, self.tick = 0.0, tick
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+def test_time_budget_shortens_the_run_and_its_decay(tmp_path) -> None:
+    epochs, steps = 8, 2
+    model = build(epochs=epochs, steps=steps)
+    data = tf_pairs()
+    # On this clock an epoch takes 5 s; after two epochs, 25 s after the start, 17.75 s of the
+    # 45 s budget (less a 5 % reserve) are left: three more epochs, five in all.
+    budget = training.TimeBudget(0.75, tmp_path / "time_budget.json", clock=_Clock(5.0))
+    history = model.fit(data, epochs=epochs, steps_per_epoch=steps, callbacks=[budget], verbose=0)
+    record = json.loads((tmp_path / "time_budget.json").read_text())
+    assert (record["asked"], record["epochs"], record["seconds_per_epoch"]) == (epochs, 5, 5.0)
+    assert len(history.history["g_t1_to_t2"]) == record["epochs"] == budget.epochs
+    schedule = model.schedule
+    assert schedule.total_steps == record["epochs"] * steps
+    assert schedule.decay_start == 2 * steps  # half-way, as asked of the longer run
+    assert float(schedule(schedule.total_steps)) == 0.0  # it still decays to zero
+
+    # A resumed run (it starts at a later epoch) keeps the recorded decision.
+    again = build(epochs=epochs, steps=steps)
+    resumed = training.TimeBudget(0.75, tmp_path / "time_budget.json", clock=_Clock(0.0))
+    history = again.fit(
+        data, epochs=epochs, steps_per_epoch=steps, initial_epoch=1, callbacks=[resumed], verbose=0
+    )
+    assert resumed.epochs == record["epochs"]
+    assert len(history.history["g_t1_to_t2"]) == record["epochs"] - 1
+    assert again.schedule.total_steps == record["epochs"] * steps
+
+
+def test_time_budget_never_lengthens_a_run(tmp_path) -> None:
+    model = build(epochs=3, steps=1)
+    budget = training.TimeBudget(600.0, tmp_path / "budget.json", clock=_Clock(1.0))
+    history = model.fit(tf_pairs(), epochs=3, steps_per_epoch=1, callbacks=[budget], verbose=0)
+    assert budget.epochs == 3 and len(history.history["g_t1_to_t2"]) == 3
+    assert model.schedule.total_steps == 3 and model.schedule.decay_start == 1
+    with pytest.raises(ValueError, match="must be > 0"):
+        training.TimeBudget(0, tmp_path / "budget.json")
