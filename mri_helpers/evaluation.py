@@ -415,9 +415,14 @@ def evaluate_volume(
     truth: str | os.PathLike,
     series: str | None = None,
     truth_series: str | None = None,
+    levels_mm: tuple[float, float] | None = None,
 ) -> dict:
     """A scan translated with an export, scored against a paired true volume of the other
     contrast lying on the same voxel grid, next to the two classical baselines.
+
+    `levels_mm` (low, high): also score on their own the axial slices whose centre lies at a
+    scanner height (superior axis, mm) in that range, e.g. the levels a model was trained on,
+    and the slices outside it.
 
     Both volumes are brought to the course's grey scale by their own robust scaling
     (`volumes.robust_scaling`), so no figure depends on a scanner's units. SSIM is the mean
@@ -455,10 +460,11 @@ def evaluate_volume(
         name: axial.apply(volume)
         for name, volume in (("model", synthetic), ("truth", true_scaled), ("input", input_scaled))
     }
+    heights = _slice_heights(scan_volume.affine, axial, slices["truth"].shape)
     head = volumes.head_mask_3d(slices["truth"])
     values = slices["truth"][head]
     candidates: dict[str, list[np.ndarray]] = {"model": [], "inversion": [], "quantile": []}
-    truths, heads, brains = [], [], []
+    truths, heads, brains, levels = [], [], [], []
     for k in range(slices["truth"].shape[0]):
         if not head[k].any():
             continue
@@ -467,37 +473,82 @@ def evaluate_volume(
         truths.append(truth_k)
         heads.append(head[k])
         brains.append(brain_region(truth_k.round().astype(np.uint8)) & head[k])
+        levels.append(float(heights[k]))
         input_head = head_mask(input_k)
         candidates["model"].append(slices["model"][k])
         candidates["inversion"].append(inversion_baseline(input_k, input_head))
         candidates["quantile"].append(quantile_baseline(input_k, input_head, values))
     if not truths:
         raise DataError(f"{truth}: no head found in the true volume; nothing to score.")
-    report = {}
-    for name, images in candidates.items():
-        pooled = np.concatenate(
-            [np.abs(i - t)[m] for i, t, m in zip(images, truths, heads, strict=True)]
+
+    def scores(chosen: list[int]) -> dict[str, dict[str, float | None]]:
+        true, head_masks, brain_masks = ([x[i] for i in chosen] for x in (truths, heads, brains))
+        report = {}
+        for name, images in candidates.items():
+            mine = [images[i] for i in chosen]
+            errors = zip(mine, true, head_masks, strict=True)
+            pooled = np.concatenate([np.abs(i - t)[m] for i, t, m in errors])
+            mse = float(np.mean(pooled**2))
+            report[name] = {
+                "ssim_head": mean_metrics(mine, true, head_masks)["ssim"],
+                "ssim_brain": mean_metrics(mine, true, brain_masks)["ssim"],
+                "psnr_head": float(10 * np.log10(255.0**2 / max(mse, 1e-10))),
+                "mae_head": float(pooled.mean()),
+            }
+        return report
+
+    def line(report: dict, count: int, where: str) -> str:
+        best = max(report["inversion"]["ssim_head"], report["quantile"]["ssim_head"])
+        return (
+            f"{direction}, {where} ({count} axial slices with head): SSIM "
+            f"{report['model']['ssim_head']:.3f} in the head, "
+            f"{shown(report['model']['ssim_brain'])} in the brain; PSNR "
+            f"{report['model']['psnr_head']:.1f} dB, MAE {report['model']['mae_head']:.1f}; "
+            f"best baseline SSIM {best:.3f}"
         )
-        mse = float(np.mean(pooled**2))
-        report[name] = {
-            "ssim_head": mean_metrics(images, truths, heads)["ssim"],
-            "ssim_brain": mean_metrics(images, truths, brains)["ssim"],
-            "psnr_head": float(10 * np.log10(255.0**2 / max(mse, 1e-10))),
-            "mae_head": float(pooled.mean()),
-        }
-    best = max(report["inversion"]["ssim_head"], report["quantile"]["ssim_head"])
-    return {
+
+    everything = list(range(len(truths)))
+    whole = scores(everything)
+    result = {
         "scan": Path(scan).name,
         "truth": Path(truth).name,
         "direction": direction,
         "axial_slices_scored": len(truths),
-        "volume": report,
+        "volume": whole,
         "translation": record,
-        "summary": [
-            f"{direction}, whole volume ({len(truths)} axial slices with head): SSIM "
-            f"{report['model']['ssim_head']:.3f} in the head, "
-            f"{shown(report['model']['ssim_brain'])}"
-            f" in the brain; PSNR {report['model']['psnr_head']:.1f} dB, MAE "
-            f"{report['model']['mae_head']:.1f}; best baseline SSIM {best:.3f}"
-        ],
+        "summary": [line(whole, len(truths), "whole volume")],
     }
+    if levels_mm is not None:
+        low, high = sorted(float(v) for v in levels_mm)
+        inside = [i for i in everything if low - 0.5 <= levels[i] <= high + 0.5]
+        outside = [i for i in everything if i not in inside]
+        if not inside:
+            raise DataError(
+                f"no axial slice of {scan} with head lies between {low:g} and {high:g} mm "
+                f"(its slices span {min(levels):.0f} to {max(levels):.0f} mm): check the levels."
+            )
+        result["levels"] = {"range_mm": [low, high], "inside": scores(inside)}
+        result["levels"]["inside"]["axial_slices"] = len(inside)
+        result["summary"].append(
+            line(result["levels"]["inside"], len(inside), f"levels {low:g} to {high:g} mm")
+        )
+        if outside:
+            result["levels"]["outside"] = scores(outside)
+            result["levels"]["outside"]["axial_slices"] = len(outside)
+            result["summary"].append(
+                line(result["levels"]["outside"], len(outside), "the other levels")
+            )
+    return result
+
+
+def _slice_heights(affine: np.ndarray, axial, model_shape: tuple[int, ...]) -> np.ndarray:
+    """The scanner height (superior axis, mm) of the centre of each model-frame axial slice."""
+    from nibabel.orientations import inv_ornt_aff
+
+    input_shape = [0, 0, 0]
+    for model_axis, (input_axis, _) in enumerate(axial.to_input):
+        input_shape[int(input_axis)] = model_shape[model_axis]
+    model_affine = affine @ inv_ornt_aff(axial.to_model, input_shape)  # model voxel -> mm
+    k = np.arange(model_shape[0], dtype=float)
+    rows, columns = (np.full_like(k, (n - 1) / 2.0) for n in model_shape[1:])
+    return (model_affine @ np.stack([k, rows, columns, np.ones_like(k)]))[2]

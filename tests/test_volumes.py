@@ -821,3 +821,31 @@ def test_a_volume_is_scored_against_its_paired_truth(tmp_path: Path, capsys) -> 
     assert "does not lie on the voxel grid" in capsys.readouterr().err
     assert cli_main([*args, "--scan", str(scan), *way]) == 2
     assert "all three" in capsys.readouterr().err
+
+
+def test_a_volume_is_scored_at_chosen_levels_and_outside_them(tmp_path: Path) -> None:
+    """`levels_mm` scores the axial slices at those scanner heights apart from the others;
+    the heights come from the affine (here the volume starts 10 mm up, at 1 mm a slice)."""
+    from mri_helpers.evaluation import evaluate_volume
+
+    inputs = keras.Input((224, 224, 1), name="image")
+    negation = keras.Model(inputs, keras.layers.Rescaling(-1.0)(inputs))
+    models_dir = tmp_path / "models"
+    export.export_generator(negation, models_dir, "t1-to-t2", 224, saved_model=False)
+    raised = np.eye(4)
+    raised[2, 3] = 10.0
+    scan, truth = (
+        save(nib.load(p).get_fdata(dtype=np.float32), raised, tmp_path / f"raised_{p.name}")
+        for p in phantom_volumes(tmp_path)
+    )
+    whole = evaluate_volume(models_dir, "t1-to-t2", scan, truth)
+    split = evaluate_volume(models_dir, "t1-to-t2", scan, truth, levels_mm=(13, 11))
+    assert "levels" not in whole and split["volume"] == whole["volume"]
+    levels = split["levels"]
+    assert levels["range_mm"] == [11.0, 13.0]
+    assert (levels["inside"]["axial_slices"], levels["outside"]["axial_slices"]) == (3, 3)
+    inside, outside = levels["inside"]["model"]["mae_head"], levels["outside"]["model"]["mae_head"]
+    assert inside != outside and min(inside, outside) < whole["volume"]["model"]["mae_head"]
+    assert "levels 11 to 13 mm (3 axial slices" in split["summary"][1]
+    with pytest.raises(DataError, match="between 40 and 50 mm .* span 10 to 15 mm"):
+        evaluate_volume(models_dir, "t1-to-t2", scan, truth, levels_mm=(40, 50))
