@@ -401,3 +401,35 @@ def slice_viewer(columns: dict[str, Sequence[np.ndarray]], labels: Sequence[str]
     image = widgets.Image(value=picture(0), format="png")
     slider.observe(lambda change: setattr(image, "value", picture(change["new"])), names="value")
     return widgets.VBox([slider, image])
+
+
+def show_volumes(
+    images: dict[str, object], cut_coords: Sequence[float] = (0.0, -18.0, 20.0)
+) -> plt.Figure:
+    """NIfTI images (or their paths), one row each, in three orthogonal views through the
+    scanner point `cut_coords` (x, y, z mm), drawn by nilearn on the course's 0..255 grey
+    scale; a title with "uncertainty" gets a heat map and a colour bar instead."""
+    from nilearn import plotting as brain_plots  # lazy: slow to import
+
+    fig, axes = plt.subplots(len(images), 1, figsize=(9.0, 2.9 * len(images)), squeeze=False)
+    for ax, (title, image) in zip(axes[:, 0], images.items(), strict=True):
+        if "uncertainty" in title.lower():
+            data = np.asarray(_nifti(image).dataobj, dtype=np.float32)
+            top = float(np.percentile(data[data > 0], 99.5)) if (data > 0).any() else 1.0
+            brain_plots.plot_img(
+                image, cut_coords=cut_coords, axes=ax, title=title, cmap="inferno",
+                colorbar=True, vmin=0.0, vmax=top, black_bg=True, draw_cross=False,
+            )  # fmt: skip
+        else:
+            brain_plots.plot_anat(
+                image, cut_coords=cut_coords, axes=ax, title=title, dim=0, vmin=0, vmax=255,
+                draw_cross=False,
+            )  # fmt: skip
+    return fig
+
+
+def _nifti(image):
+    """A nibabel image from an image or a path."""
+    import nibabel as nib
+
+    return image if hasattr(image, "dataobj") else nib.load(image)

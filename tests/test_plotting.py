@@ -19,3 +19,24 @@ def test_the_slice_viewer_shows_the_slice_the_slider_picks() -> None:
     assert second.startswith(b"\x89PNG") and second != first
     slider.value = 0
     assert bytes(image.value) == first  # the same slice draws the same picture
+
+
+def test_volumes_are_shown_in_three_views_each_uncertainty_as_a_heat_map(tmp_path) -> None:
+    import matplotlib.pyplot as plt
+    import nibabel as nib
+
+    x, y, z = np.meshgrid(*(np.linspace(-1, 1, n) for n in (20, 24, 16)), indexing="ij")
+    head = np.where(x**2 + y**2 + z**2 < 0.8, 200.0, 0.0).astype(np.float32)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = [-20.0, -24.0, -16.0]
+    nib.save(nib.Nifti1Image(head, affine), tmp_path / "head.nii.gz")
+    spread = nib.Nifti1Image(head / 20.0, affine)
+    figure = mh.plotting.show_volumes(
+        {"input": tmp_path / "head.nii.gz", "uncertainty": spread}, cut_coords=(0, 0, 0)
+    )
+    images = [a for a in figure.axes if a.get_images()]
+    maps = {image.get_cmap().name for a in images for image in a.get_images()}
+    assert len(images) >= 6 and {"gray", "inferno"} <= maps  # 3 views per row
+    texts = {t.get_text() for a in figure.axes for t in a.texts}
+    assert {"input", "uncertainty"} <= texts
+    plt.close(figure)
