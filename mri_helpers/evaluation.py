@@ -299,7 +299,8 @@ def evaluate_export(models_dir: str, data: str = "course") -> dict:
     """Evaluate a run's exported generators (both directions) on held-out slices.
 
     `data`: "course" (the zip, found as usual), "phantom", or a path. The held-out split is
-    rebuilt from the fraction and seed recorded at export, so it is the one training never saw.
+    rebuilt from the fraction and seed recorded at export, so it is the one training never saw
+    (and checked against the held-out ids the export recorded, where it did).
     Exports are also scored without their calibration (`*_uncalibrated`) and as the bare
     network, without test-time augmentation either (`*_network`), so each part's share of the
     figures stays visible.
@@ -317,6 +318,13 @@ def evaluate_export(models_dir: str, data: str = "course") -> dict:
         split = holdout_split(dataset, config.get("holdout_fraction", 0.1), config.get("seed", 0))
     except DataError as error:
         raise DataError(f"{dataset.source}: {error}") from None
+    recorded = config.get("held_out")  # exports since the course recorded them
+    if recorded is not None and recorded != split.test:
+        raise DataError(
+            f"{dataset.source}: the held-out slices recorded in {models_dir}'s model.json are "
+            "not the ones this data set and the recorded split give; evaluate with the data "
+            "the model was trained on (--data)."
+        )
     size = config["image_size"]
     cleaning = cleaning_of(config)
     # The data's file name, not its path: reports are shared and committed.

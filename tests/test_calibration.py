@@ -174,6 +174,19 @@ def test_exports_are_calibrated_on_training_images_and_scored_both_ways(
     json.dumps(result)  # what --json writes
     plain = evaluation.evaluate_export(str(tmp_path / "plain"), str(course_zip))
     assert "course_uncalibrated" not in plain and "course_network" not in plain
+    # An export that records its held-out slices is scored on them, or refused on other data.
+    for direction in export.DIRECTIONS:
+        config_path = tmp_path / "plain" / direction / "model.json"
+        config = json.loads(config_path.read_text())
+        config_path.write_text(json.dumps({**config, "held_out": plain["held_out"]}))
+    assert evaluation.evaluate_export(str(tmp_path / "plain"), str(course_zip)) == plain
+    for direction in export.DIRECTIONS:
+        config_path = tmp_path / "plain" / direction / "model.json"
+        config = json.loads(config_path.read_text())
+        config["held_out"]["t1"] = config["held_out"]["t1"][1:]
+        config_path.write_text(json.dumps(config))
+    with pytest.raises(mh.DataError, match="held-out slices recorded in .* are not the ones"):
+        evaluation.evaluate_export(str(tmp_path / "plain"), str(course_zip))
 
 
 def test_translate_command_loads_a_calibrated_export_in_a_new_process(
