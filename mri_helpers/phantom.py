@@ -1,10 +1,12 @@
 """A paired T1/T2 brain phantom, for when the course data set is not at hand.
 
 Anatomy: the MNI152 2009 template that ships inside nilearn (no download) gives grey-matter
-(GM) and white-matter (WM) fraction maps at 1 mm and a brain mask; whatever of the mask is
-neither GM nor WM is taken as cerebrospinal fluid (CSF). The template is skull-stripped, so a
-head is grown around it: shells at increasing distance from the brain hold a thin CSF/meninges
-layer, the skull, subcutaneous fat, muscle and skin.
+(GM) and white-matter (WM) fraction maps on a 1 mm grid (197 x 233 x 189 voxels) and a brain
+mask; whatever of the mask is neither GM nor WM is taken as cerebrospinal fluid (CSF). The
+template is skull-stripped, so a head is grown around it at every level: shells at increasing
+distance from the brain hold a thin CSF/meninges layer, the skull, subcutaneous fat, muscle and
+skin. Below the foramen magnum the skull gives way to neck muscle; the skull base and the
+cerebellum are approximate, the levels the slices cover (LEVELS_MM) the most faithful.
 
 Contrast: each tissue gets the spin-echo signal
 
@@ -18,20 +20,28 @@ tissues shows the sum of fraction x tissue signal (partial volume). Fat is above
 below it in T2, while it stays above WM in both: no monotone grey-level mapping turns one
 contrast into the other, which is why the translation has to be learned.
 
-Scanner: a smooth multiplicative bias field (coil non-uniformity), then Rician noise, the
-magnitude of a complex signal whose real and imaginary parts carry Gaussian noise:
-observed = sqrt((S + n1)**2 + n2**2), n1, n2 ~ N(0, sigma). Magnitude images are never
-negative, so the air around the head is not 0 but Rayleigh noise (mean 1.25 sigma).
+Scanner: one smooth multiplicative bias field per volume and contrast (the receive coil's
+sensitivity, a random quadratic in x, y and z over the whole head, so neighbouring slices share
+it), then Rician noise in every voxel, the magnitude of a complex signal whose real and
+imaginary parts carry Gaussian noise: observed = sqrt((S + n1)**2 + n2**2), n1, n2 ~ N(0,
+sigma). Magnitude images are never negative, so the air around the head is not 0 but Rayleigh
+noise (mean 1.25 sigma).
 
-Images: 8-bit axial slices in the course geometry (181 wide x 217 high, back of the head at the
-top, like the course PNGs), one intensity scale per contrast for all slices.
+Images: `make_phantom_volumes` gives the whole head as NIfTI images with the template's affine
+(observed, clean, masks; float32 on the 0..255 scale). `make_phantom` cuts 8-bit axial slices
+from those volumes in the course geometry (181 wide x 217 high, back of the head at the top,
+like the course PNGs): in that frame an exact crop at 1 mm per pixel, the volume's own voxels.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import ConvexHull
@@ -58,6 +68,7 @@ SEQUENCES: dict[str, tuple[float, float]] = {"t1": (500.0, 15.0), "t2": (3300.0,
 # Head layers outside the brain mask, inside out, with their thickness in mm.
 LAYERS_MM = (("csf", 1.5), ("bone", 4.0), ("fat", 4.0), ("muscle", 3.0), ("skin", 1.5))
 _GAP_CSF_MM = 4.0  # CSF fills hull-brain gaps up to this distance from the brain, then bone
+_NECK_MM = -60.0  # MNI z (mm) of the foramen magnum: the skull is closed above, open below
 _SHARPEN = 2.0  # power applied to the blurry population-average GM/WM/CSF fractions
 LEVELS_MM = tuple(range(0, 51))  # MNI z (mm): basal ganglia / 3rd ventricle up to high convexity
 INTENSITY_MAX = 220.0  # clean value of the brightest pure tissue; 220 * 1.15 stays below 255
@@ -105,19 +116,23 @@ def _convex_fill(mask: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=1)
-def _template_fractions() -> dict[str, np.ndarray]:
-    """Tissue fractions (level, row, col) at 1 mm for LEVELS_MM, plus "brain"."""
+def _template() -> tuple[np.ndarray, tuple[int, int, int]]:
+    """The MNI152 2009 1 mm grid: its affine and shape (nilearn's brain mask)."""
     from nilearn import datasets  # lazy: slow to import, and only needed once
 
     mask_img = datasets.load_mni152_brain_mask(resolution=1)
-    k = np.round((np.array(LEVELS_MM) - mask_img.affine[2, 3]) / mask_img.affine[2, 2]).astype(int)
-    pad = int(sum(t for _, t in LAYERS_MM)) + 2  # room for the shells
-    lo = max(int(k.min()) - pad, 0)
-    hi = int(k.max()) + pad + 1
-    mask = np.asarray(mask_img.dataobj[:, :, lo:hi]) > 0.5
-    inside = mask[:, :, k - lo].astype(np.float32)
+    return np.array(mask_img.affine, dtype=np.float64), tuple(int(n) for n in mask_img.shape)
+
+
+def _template_fractions() -> dict[str, np.ndarray]:
+    """Tissue fractions (x, y, z) on the whole MNI152 1 mm grid, plus "brain" (float32)."""
+    from nilearn import datasets
+
+    mask_img = datasets.load_mni152_brain_mask(resolution=1)
+    mask = np.asarray(mask_img.dataobj) > 0.5
+    inside = mask.astype(np.float32)
     frac = {
-        name: np.asarray(load(resolution=1).dataobj[:, :, k], dtype=np.float32) * inside
+        name: np.asarray(load(resolution=1).dataobj, dtype=np.float32) * inside
         for name, load in (
             ("gm", datasets.load_mni152_gm_template),
             ("wm", datasets.load_mni152_wm_template),
@@ -128,18 +143,24 @@ def _template_fractions() -> dict[str, np.ndarray]:
     power = {n: frac[n] ** _SHARPEN for n in ("gm", "wm", "csf")}
     total = np.maximum(sum(power.values()), 1e-6)
     frac.update({n: p / total * inside for n, p in power.items()})
+    del power, total
     # Head shells from 3-D distance maps (mm): thresholding one at r dilates by a ball of radius
     # r, so each shell is one more dilation. 3-D, not per slice, as the scalp has a set thickness
     # normal to the head surface (axial cuts near the top cross it obliquely). The thin CSF rim
     # follows the brain; bone and the shells outside it follow the per-slice convex hull of the
     # brain, since the skull's axial sections are convex above the skull base. Gaps between hull
-    # and brain (e.g. between the hemispheres) hold CSF near the brain and bone further out.
+    # and brain (between the hemispheres; lower down between temporal lobes, cerebellum and
+    # brainstem, where a real skull base lies) hold CSF near the brain and bone further out.
+    # The brain reaches the lowest plane of the grid, so the head is cut there, like a scan's
+    # field of view cuts the neck.
     voxel_mm = np.abs(np.diag(mask_img.affine)[:3])
     hull = np.stack([_convex_fill(mask[:, :, z]) for z in range(mask.shape[2])], axis=2)
     d_brain, d_hull = (
-        ndimage.distance_transform_edt(~m, sampling=voxel_mm)[:, :, k - lo] for m in (mask, hull)
+        ndimage.distance_transform_edt(~m, sampling=voxel_mm).astype(np.float32)
+        for m in (mask, hull)
     )
-    gap_csf = np.clip(_GAP_CSF_MM + 0.5 - d_brain, 0.0, 1.0) * hull[:, :, k - lo]
+    gap_csf = np.clip(_GAP_CSF_MM + 0.5 - d_brain, 0.0, 1.0) * hull
+    del hull
     covered, edge = inside, 0.0
     for i, (name, thickness) in enumerate(LAYERS_MM):  # soft edges: partial volume
         edge += thickness
@@ -147,47 +168,26 @@ def _template_fractions() -> dict[str, np.ndarray]:
         cover = np.maximum(cover, gap_csf if i == 0 else covered).astype(np.float32)
         frac[name] = frac.get(name, 0.0) + np.maximum(cover - covered, 0.0)
         covered = np.maximum(cover, covered)
+    # Below the foramen magnum the brainstem runs down the neck: no skull around it, muscle.
+    neck = (np.arange(mask.shape[2]) * mask_img.affine[2, 2] + mask_img.affine[2, 3]) < _NECK_MM
+    frac["muscle"][:, :, neck] += frac["bone"][:, :, neck]
+    frac["bone"][:, :, neck] = 0.0
     frac["brain"] = inside
-    # (x, y, level) -> (level, row, col): rows follow y, so the back of the head is at the top.
-    step = -1 if ANTERIOR_UP else 1
-    return {n: np.ascontiguousarray(f.transpose(2, 1, 0)[:, ::step]) for n, f in frac.items()}
+    return frac
 
 
-def _tissue_fractions(shape: tuple[int, int]) -> dict[str, np.ndarray]:
-    """Tissue fractions (level, *shape), the head scaled to fit the frame; plus "brain"."""
+@functools.lru_cache(maxsize=1)
+def _clean_volumes() -> dict[str, np.ndarray]:
+    """Clean T1 and T2 (x, y, z) on the 0..255 scale, plus the head and brain masks."""
     frac = _template_fractions()
-    head = sum(frac[name] for name in TISSUES)
-    rows, cols = np.nonzero((head > 0.5).any(axis=0))  # the largest head over all levels
-    room = [n - 2 * max(1.0, _MARGIN * n) for n in shape]  # at least 1 px free on each side
-    scale = min(room[0] / (np.ptp(rows) + 1), room[1] / (np.ptp(cols) + 1))
-    centre = np.array([rows.min() + rows.max(), cols.min() + cols.max()]) / 2.0
-    offset = centre - (np.array(shape) - 1) / 2.0 / scale
-    blur = max(0.0, 0.5 * (1.0 / scale - 1.0))  # anti-aliasing when shrinking
-    out = {}
-    for name, vol in frac.items():
-        planes = [
-            ndimage.affine_transform(
-                ndimage.gaussian_filter(plane, blur) if blur > 0 else plane,
-                [1.0 / scale, 1.0 / scale],
-                offset,
-                output_shape=shape,
-                order=1,
-            )
-            for plane in vol
-        ]
-        out[name] = np.clip(np.stack(planes), 0.0, 1.0).astype(np.float32)
-    return out
-
-
-@functools.lru_cache(maxsize=2)
-def _clean_images(shape: tuple[int, int]) -> dict[str, np.ndarray]:
-    """Clean T1 and T2 (level, *shape) on the 0..255 scale, plus the head and brain masks."""
-    frac = _tissue_fractions(shape)
     out = {}
     for contrast in SEQUENCES:
         signal = {name: tissue_signal(name, contrast) for name in TISSUES}
-        gain = INTENSITY_MAX / max(signal.values())  # one scale per contrast, for all slices
-        out[contrast] = sum(frac[n] * (gain * s) for n, s in signal.items()).astype(np.float32)
+        gain = INTENSITY_MAX / max(signal.values())  # one scale per contrast, for all voxels
+        total = np.zeros(frac["brain"].shape, np.float32)
+        for name, value in signal.items():
+            total += frac[name] * np.float32(gain * value)
+        out[contrast] = total
     out["head"] = sum(frac[name] for name in TISSUES) > 0.5
     out["brain"] = frac["brain"] > 0.5
     for array in out.values():
@@ -196,13 +196,188 @@ def _clean_images(shape: tuple[int, int]) -> dict[str, np.ndarray]:
 
 
 def _bias_field(rng: np.random.Generator, head: np.ndarray, bias: float) -> np.ndarray:
-    """A random quadratic field that spans exactly [1 - bias, 1 + bias] over the head."""
-    y, x = np.meshgrid(*(np.linspace(-1.0, 1.0, n) for n in head.shape), indexing="ij")
-    poly = sum(c * t for c, t in zip(rng.normal(size=5), (x, y, x * x, x * y, y * y), strict=True))
-    lo, hi = poly[head].min(), poly[head].max()
+    """A random quadratic field in x, y, z (float32) spanning exactly [1 - bias, 1 + bias]
+    over the head; coordinates run from -1 to 1 across the head's bounding box."""
+    coefficients = rng.normal(size=9)
+    axes = []
+    for axis in range(3):
+        present = np.flatnonzero(head.any(axis=tuple(a for a in range(3) if a != axis)))
+        centre, half = (present[0] + present[-1]) / 2.0, max((present[-1] - present[0]) / 2, 1)
+        shape = [1, 1, 1]
+        shape[axis] = head.shape[axis]
+        axes.append(((np.arange(head.shape[axis]) - centre) / half).reshape(shape))
+    x, y, z = (a.astype(np.float32) for a in axes)
+    terms = (x, y, z, x * x, y * y, z * z, x * y, x * z, y * z)
+    poly = np.zeros(head.shape, np.float32)
+    for c, t in zip(coefficients, terms, strict=True):
+        poly += np.float32(c) * t
+    lo, hi = float(poly[head].min()), float(poly[head].max())
     if bias == 0 or hi <= lo:
-        return np.ones(head.shape)
-    return np.clip(1.0 + bias * (2.0 * (poly - lo) / (hi - lo) - 1.0), 1.0 - bias, 1.0 + bias)
+        return np.ones(head.shape, np.float32)
+    field = 1.0 + bias * (2.0 * (poly - lo) / (hi - lo) - 1.0)
+    return np.clip(field, 1.0 - bias, 1.0 + bias).astype(np.float32)
+
+
+def _check_options(noise: float, bias: float, seed: int | None) -> int:
+    """Raise ValueError for a bad noise, bias or seed; the seed to use (None: a random one)."""
+    for name, value in (("noise", noise), ("bias", bias)):
+        if not isinstance(value, (int, float, np.number)) or not 0.0 <= value <= 0.5:
+            raise ValueError(f"{name} must be a number in [0, 0.5], got {value!r}")
+    if seed is None:
+        return int(np.random.default_rng().integers(2**32))
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an int in [0, inf) or None, got {seed!r}")
+    return int(seed)
+
+
+@functools.lru_cache(maxsize=2)
+def _observed_volumes(noise: float, bias: float, seed: int) -> dict[str, np.ndarray]:
+    """Observed T1 and T2 (x, y, z, float32): one bias field per contrast, then Rician noise."""
+    clean, rng = _clean_volumes(), np.random.default_rng(seed)
+    sigma = np.float32(noise * INTENSITY_MAX)
+    out = {}
+    for contrast in SEQUENCES:
+        signal = clean[contrast] * _bias_field(rng, clean["head"], bias)
+        if sigma > 0:
+            real = rng.standard_normal(signal.shape, dtype=np.float32)
+            real *= sigma
+            real += signal
+            imaginary = rng.standard_normal(signal.shape, dtype=np.float32)
+            imaginary *= sigma
+            signal = np.hypot(real, imaginary)
+            del real, imaginary
+        signal.flags.writeable = False
+        out[contrast] = signal
+    return out
+
+
+def _nifti(data: np.ndarray, affine: np.ndarray, what: str) -> nib.Nifti1Image:
+    """A NIfTI image of `data` in MNI space (qform and sform code 4), in mm."""
+    image = nib.Nifti1Image(data, affine)
+    image.header.set_xyzt_units("mm")
+    image.set_qform(affine, code=4)
+    image.set_sform(affine, code=4)
+    image.header["descrip"] = f"mri_helpers phantom: {what}"[:79].encode()
+    return image
+
+
+VOLUME_FILES = {
+    "t1": "phantom_t1w.nii.gz",
+    "t2": "phantom_t2w.nii.gz",
+    "t1_clean": "phantom_t1w_clean.nii.gz",
+    "t2_clean": "phantom_t2w_clean.nii.gz",
+    "head_mask": "phantom_head_mask.nii.gz",
+    "brain_mask": "phantom_brain_mask.nii.gz",
+}
+
+
+@dataclass(frozen=True)
+class PhantomVolumes:
+    """The whole phantom head on the MNI152 1 mm grid (197 x 233 x 189, its affine)."""
+
+    t1: nib.Nifti1Image  # float32, observed T1 (bias and noise), the slices' 0..255 scale
+    t2: nib.Nifti1Image  # float32, observed T2
+    t1_clean: nib.Nifti1Image  # float32, T1 before bias and noise
+    t2_clean: nib.Nifti1Image  # float32
+    head_mask: nib.Nifti1Image  # uint8, 1 in the head (brain + layers)
+    brain_mask: nib.Nifti1Image  # uint8
+
+    def level_indices(self) -> np.ndarray:
+        """The z indices of LEVELS_MM (the levels the course slices cover) in these volumes."""
+        return _level_indices(self.t1.affine, LEVELS_MM)
+
+    def write(self, folder: str | os.PathLike) -> dict[str, Path]:
+        """Write the six volumes as .nii.gz into `folder` (made if missing); their paths."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = {}
+        for field_name, file_name in VOLUME_FILES.items():
+            paths[field_name] = folder / file_name
+            nib.save(getattr(self, field_name), paths[field_name])
+        return paths
+
+
+def _level_indices(affine: np.ndarray, levels: Sequence[float]) -> np.ndarray:
+    """z indices of axial levels (MNI z in mm) on a grid with axes aligned to RAS."""
+    return np.round((np.asarray(levels) - affine[2, 3]) / affine[2, 2]).astype(int)
+
+
+def make_phantom_volumes(
+    *, noise: float = 0.02, bias: float = 0.15, seed: int | None = 0
+) -> PhantomVolumes:
+    """The whole phantom head as NIfTI images with the MNI152 affine: observed T1 and T2 (one
+    smooth 3-D bias field per contrast, then Rician noise), their clean truths and the masks.
+
+    `noise`, `bias` and `seed` as in `make_phantom`, whose slices are cut from these volumes.
+    The first call renders the head (several seconds); later ones reuse it.
+    """
+    seed = _check_options(noise, bias, seed)
+    affine = _template()[0]
+    clean = _clean_volumes()
+    observed = _observed_volumes(float(noise), float(bias), seed)
+    images = {
+        "t1": (observed["t1"], "observed T1w"),
+        "t2": (observed["t2"], "observed T2w"),
+        "t1_clean": (clean["t1"], "clean T1w"),
+        "t2_clean": (clean["t2"], "clean T2w"),
+        "head_mask": (clean["head"].astype(np.uint8), "head mask"),
+        "brain_mask": (clean["brain"].astype(np.uint8), "brain mask"),
+    }
+    return PhantomVolumes(
+        **{name: _nifti(np.array(data), affine, what) for name, (data, what) in images.items()}
+    )
+
+
+def _axial_planes(volume: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """Axial planes `indices` of an (x, y, z) volume as (level, row, col): rows follow y
+    (posterior at the top unless ANTERIOR_UP), columns follow x (the patient's left first)."""
+    planes = np.asarray(volume)[:, :, indices].transpose(2, 1, 0)
+    return planes[:, ::-1] if ANTERIOR_UP else planes
+
+
+@functools.lru_cache(maxsize=8)
+def _frame(shape: tuple[int, int]) -> tuple[float, tuple[float, float]]:
+    """How the grid's axial planes map onto a frame of `shape`: (scale, (row, col) offset).
+
+    Scale 1 and an integer offset (an exact crop at 1 mm) when the largest head over
+    LEVELS_MM fits with the margin and the frame lies inside the grid; else scaled to fit.
+    """
+    levels = _level_indices(_template()[0], LEVELS_MM)
+    head = _axial_planes(_clean_volumes()["head"], levels).any(axis=0)
+    rows, cols = np.nonzero(head)
+    extent = np.array([np.ptp(rows) + 1, np.ptp(cols) + 1], dtype=float)
+    centre = np.array([rows.min() + rows.max(), cols.min() + cols.max()]) / 2.0
+    room = np.array([n - 2 * max(1.0, _MARGIN * n) for n in shape])  # at least 1 px free
+    scale = float(min(room / extent))
+    if scale >= 1.0 and all(n <= m for n, m in zip(shape, head.shape, strict=True)):
+        offset = np.round(centre - (np.array(shape) - 1) / 2.0)
+        offset = np.clip(offset, 0, np.array(head.shape) - shape)
+        return 1.0, (float(offset[0]), float(offset[1]))
+    offset = centre - (np.array(shape) - 1) / 2.0 / scale
+    return scale, (float(offset[0]), float(offset[1]))
+
+
+def _to_frame(volume: np.ndarray, indices: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Axial planes `indices` of an (x, y, z) grid volume in a frame of `shape` (float32);
+    0 where a scaled frame reaches beyond the grid."""
+    planes = _axial_planes(volume, indices).astype(np.float32)
+    scale, (row, col) = _frame(shape)
+    if scale == 1.0:
+        r, c = int(row), int(col)
+        return np.ascontiguousarray(planes[:, r : r + shape[0], c : c + shape[1]])
+    blur = max(0.0, 0.5 * (1.0 / scale - 1.0))  # anti-aliasing when shrinking
+    return np.stack(
+        [
+            ndimage.affine_transform(
+                ndimage.gaussian_filter(plane, blur) if blur > 0 else plane,
+                [1.0 / scale, 1.0 / scale],
+                (row, col),
+                output_shape=shape,
+                order=1,
+            )
+            for plane in planes
+        ]
+    ).astype(np.float32)
 
 
 def make_phantom(
@@ -210,22 +385,23 @@ def make_phantom(
     *,
     noise: float = 0.02,
     bias: float = 0.15,
-    seed: int = 0,
+    seed: int | None = 0,
     shape: tuple[int, int] = PHANTOM_SHAPE,
 ) -> PhantomSlices:
-    """Render `num_slices` paired T1/T2 axial slices, evenly spread over LEVELS_MM (low first).
+    """Cut `num_slices` paired T1/T2 axial slices from the phantom volumes, evenly spread over
+    LEVELS_MM (low first).
 
     `noise` is the Rician sigma as a fraction of the brightest tissue (0 disables it), `bias`
-    the half-range of the multiplicative bias field over the head (0 disables it); each slice
-    and contrast gets its own field. `seed` makes bias and noise reproducible.
+    the half-range of the multiplicative bias field over the head (0 disables it); each
+    contrast gets one smooth 3-D field for the whole head. `seed` makes bias and noise
+    reproducible. In the default `shape` the slices are exact 1 mm crops of the volumes'
+    axial planes; other shapes scale the head to fit.
     """
     if isinstance(num_slices, bool) or not isinstance(num_slices, (int, np.integer)):
         raise ValueError(f"num_slices must be an int in [1, {len(LEVELS_MM)}], got {num_slices!r}")
     if not 1 <= num_slices <= len(LEVELS_MM):
         raise ValueError(f"num_slices must be in [1, {len(LEVELS_MM)}], got {num_slices}")
-    for name, value in (("noise", noise), ("bias", bias)):
-        if not isinstance(value, (int, float, np.number)) or not 0.0 <= value <= 0.5:
-            raise ValueError(f"{name} must be a number in [0, 0.5], got {value!r}")
+    seed = _check_options(noise, bias, seed)
     dims = tuple(shape) if isinstance(shape, (tuple, list)) else ()
     valid = [isinstance(d, (int, np.integer)) and 32 <= d <= 1024 for d in dims]
     if len(dims) != 2 or not all(valid):
@@ -233,24 +409,20 @@ def make_phantom(
     shape = (int(dims[0]), int(dims[1]))
 
     n_levels = len(LEVELS_MM)
-    idx = ((np.arange(num_slices) + 0.5) * n_levels / num_slices).astype(int)
-    clean = _clean_images(shape)
-    head, rng = clean["head"][idx], np.random.default_rng(seed)
-    sigma = noise * INTENSITY_MAX
-    observed = {}
-    for contrast in SEQUENCES:
-        field = np.stack([_bias_field(rng, h, bias) for h in head])
-        signal = clean[contrast][idx] * field
-        if sigma > 0:
-            n1, n2 = rng.normal(0.0, sigma, size=(2, *signal.shape))
-            signal = np.sqrt((signal + n1) ** 2 + n2**2)
-        observed[contrast] = np.clip(np.rint(signal), 0, 255).astype(np.uint8)
+    chosen = ((np.arange(num_slices) + 0.5) * n_levels / num_slices).astype(int)
+    indices = _level_indices(_template()[0], [LEVELS_MM[i] for i in chosen])
+    clean = _clean_volumes()
+    observed = _observed_volumes(float(noise), float(bias), seed)
+    images = {
+        name: np.clip(np.rint(_to_frame(observed[name], indices, shape)), 0, 255).astype(np.uint8)
+        for name in SEQUENCES
+    }
     return PhantomSlices(
-        ids=[f"phantom_z{LEVELS_MM[i]:+04d}" for i in idx],
-        t1=observed["t1"],
-        t2=observed["t2"],
-        t1_clean=clean["t1"][idx],
-        t2_clean=clean["t2"][idx],
-        head_mask=head,
-        brain_mask=clean["brain"][idx],
+        ids=[f"phantom_z{LEVELS_MM[i]:+04d}" for i in chosen],
+        t1=images["t1"],
+        t2=images["t2"],
+        t1_clean=_to_frame(clean["t1"], indices, shape),
+        t2_clean=_to_frame(clean["t2"], indices, shape),
+        head_mask=_to_frame(clean["head"], indices, shape) > 0.5,
+        brain_mask=_to_frame(clean["brain"], indices, shape) > 0.5,
     )

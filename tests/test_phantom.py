@@ -7,6 +7,7 @@ import re
 import zipfile
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 from PIL import Image
@@ -19,8 +20,12 @@ from mri_helpers.phantom import (
     PHANTOM_SHAPE,
     TISSUES,
     PhantomSlices,
+    PhantomVolumes,
     make_phantom,
+    make_phantom_volumes,
 )
+
+GRID_SHAPE = (197, 233, 189)  # nilearn's MNI152 2009 template at 1 mm
 
 
 def _head_from_image(image: np.ndarray) -> np.ndarray:
@@ -33,8 +38,43 @@ def _grow(masks: np.ndarray, pixels: int) -> np.ndarray:
     return ndimage.binary_dilation(masks, structure=np.ones((1, 3, 3)), iterations=pixels)
 
 
-def _level_index(ids: list[str]) -> list[int]:
-    return [LEVELS_MM.index(int(i.removeprefix("phantom_z"))) for i in ids]
+def _level_mm(ids: list[str]) -> list[int]:
+    return [int(i.removeprefix("phantom_z")) for i in ids]
+
+
+def _data(image: nib.Nifti1Image) -> np.ndarray:
+    return np.asarray(image.dataobj)
+
+
+def _z_index(level_mm: float) -> int:
+    """The MNI152 1 mm grid's z index of an axial level (its z axis starts at -72 mm)."""
+    return int(level_mm) + 72
+
+
+def _plane(volume: np.ndarray, level_mm: float) -> np.ndarray:
+    """The axial plane at `level_mm` as (row: posterior -> anterior, col: left -> right)."""
+    return volume[:, :, _z_index(level_mm)].T
+
+
+def _find_crop(image: np.ndarray, plane: np.ndarray) -> list[tuple[int, int]]:
+    """Every (row, col) offset at which `image` equals the 8-bit crop of `plane`."""
+    height, width = image.shape
+    return [
+        (r, c)
+        for r in range(plane.shape[0] - height + 1)
+        for c in range(plane.shape[1] - width + 1)
+        if np.array_equal(image, np.clip(np.rint(plane[r : r + height, c : c + width]), 0, 255))
+    ]
+
+
+def _fit_quadratic(ratio: np.ndarray, where: np.ndarray) -> tuple[np.ndarray, float]:
+    """Least-squares 3-D quadratic in (x, y, z) through `ratio` at `where`: its coefficients
+    and the largest residual (every third voxel, coordinates in 100 mm)."""
+    x, y, z = (a[::3] / 100.0 for a in np.nonzero(where))
+    terms = np.stack([np.ones_like(x), x, y, z, x * x, y * y, z * z, x * y, x * z, y * z], 1)
+    values = ratio[where][::3]
+    coefficients, *_ = np.linalg.lstsq(terms, values, rcond=None)
+    return coefficients, float(np.abs(terms @ coefficients - values).max())
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +88,18 @@ def clean() -> PhantomSlices:
 
 
 @pytest.fixture(scope="module")
+def volumes() -> PhantomVolumes:
+    return make_phantom_volumes()
+
+
+@pytest.fixture(scope="module")
 def fractions(clean: PhantomSlices) -> dict[str, np.ndarray]:
-    levels = _level_index(clean.ids)
-    return {n: f[levels] for n, f in phantom._tissue_fractions(PHANTOM_SHAPE).items()}
+    """Tissue fractions in the frame of the default slices."""
+    indices = np.array([_z_index(level) for level in _level_mm(clean.ids)])
+    return {
+        name: phantom._to_frame(fraction, indices, PHANTOM_SHAPE)
+        for name, fraction in phantom._template_fractions().items()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -115,24 +164,38 @@ def test_no_noise_no_bias_gives_rounded_clean(clean: PhantomSlices) -> None:
         assert np.abs(observed.astype(np.float32) - image).max() <= 0.5 + 1e-3
 
 
-def test_bias_field_is_smooth_and_spans_the_requested_range() -> None:
-    p = make_phantom(noise=0.0, seed=3)
-    ratios = []
-    for observed, image in ((p.t1, p.t1_clean), (p.t2, p.t2_clean)):
-        ratio = np.where(image > 100, observed / np.maximum(image, 1e-3), np.nan)
-        inside = ratio[np.isfinite(ratio)]
-        assert inside.min() < 0.9 and inside.max() > 1.1
-        assert inside.min() > 0.84 and inside.max() < 1.16
-        step = np.abs(np.diff(ratio, axis=2))
-        assert np.nanmax(step) < 0.02  # slowly varying: no jumps between neighbours
-        ratios.append(ratio)
-    both = np.isfinite(ratios[0]) & np.isfinite(ratios[1])
-    assert np.abs(ratios[0] - ratios[1])[both].mean() > 0.02  # T1 and T2 get their own field
-    per_slice = [np.nanmean(r) for r in ratios[0]]
-    assert np.ptp(per_slice) > 0.02 or np.std(np.nan_to_num(ratios[0][0] - ratios[0][1])) > 0.02
-    strong = make_phantom(4, noise=0.0, bias=0.3)
-    ratio = strong.t1[strong.t1_clean > 100] / strong.t1_clean[strong.t1_clean > 100]
-    assert ratio.min() < 0.75 and ratio.max() > 1.25
+def test_bias_field_is_one_smooth_3d_field_per_volume_and_contrast() -> None:
+    """Without noise, observed / clean is one quadratic in (x, y, z) over the whole head, the
+    same polynomial on every slice, spanning exactly [1 - bias, 1 + bias]; T1 and T2 differ."""
+    volumes = make_phantom_volumes(noise=0.0, seed=3)
+    head = _data(volumes.head_mask) > 0
+    fits = []
+    for observed, image in ((volumes.t1, volumes.t1_clean), (volumes.t2, volumes.t2_clean)):
+        clean_values = _data(image)
+        where = head & (clean_values > 1.0)
+        ratio = np.divide(
+            _data(observed), clean_values, where=clean_values > 0, out=np.ones(where.shape)
+        )
+        assert ratio[where].min() == pytest.approx(0.85, abs=1e-4)
+        assert ratio[where].max() == pytest.approx(1.15, abs=1e-4)
+        coefficients, residual = _fit_quadratic(ratio, where)
+        assert residual < 1e-5  # one polynomial explains every voxel of every slice
+        assert np.abs(coefficients[1:]).max() > 0.01  # and it is not flat
+        fits.append(coefficients)
+        # The same field on the course slices: planes 20 mm apart are not independent draws.
+        low, high = _plane(ratio, 0), _plane(ratio, 20)
+        both = _plane(where, 0) & _plane(where, 20)
+        assert np.abs(low - high)[both].max() < 0.1
+    assert np.abs(fits[0] - fits[1]).max() > 0.01  # T1 and T2 get their own field
+    other = make_phantom_volumes(noise=0.0, seed=4)
+    assert not np.allclose(_data(other.t1), _data(volumes.t1))  # a seed draws another field
+    strong = make_phantom_volumes(noise=0.0, bias=0.3, seed=3)
+    clean_values = _data(strong.t1_clean)
+    where = head & (clean_values > 1.0)
+    ratio = _data(strong.t1)[where] / clean_values[where]
+    assert ratio.min() == pytest.approx(0.7, abs=1e-4) and ratio.max() == pytest.approx(
+        1.3, abs=1e-4
+    )
 
 
 def test_rician_noise_level(fractions: dict[str, np.ndarray]) -> None:
@@ -240,16 +303,174 @@ def test_other_shape_scales_the_head_to_fit() -> None:
         ({"shape": (31, 181)}, "shape"),
         ({"shape": (217,)}, "shape"),
         ({"shape": "217x181"}, "shape"),
+        ({"seed": -1}, "seed"),
+        ({"seed": 1.5}, "seed"),
+        ({"seed": "0"}, "seed"),
     ],
 )
 def test_bad_arguments_raise_value_error_naming_them(kwargs: dict, name: str) -> None:
     with pytest.raises(ValueError, match=rf"{name} must .*\[") as info:
         make_phantom(**kwargs)
     assert name in str(info.value)
+    if name in ("noise", "bias", "seed"):
+        with pytest.raises(ValueError, match=rf"{name} must .*\["):
+            make_phantom_volumes(**kwargs)
 
 
 def test_repeat_calls_reuse_the_cached_rendering(default: PhantomSlices) -> None:
-    hits = phantom._clean_images.cache_info().hits
+    renders = phantom._clean_volumes.cache_info().misses
     make_phantom(2)
-    assert phantom._clean_images.cache_info().hits == hits + 1
+    make_phantom_volumes(seed=1)
+    assert phantom._clean_volumes.cache_info().misses == renders  # the head is built once
     assert set(TISSUES) >= {"csf", "gm", "wm", "fat", "bone"}
+
+
+# --- the whole head as volumes ---------------------------------------------------------------
+def test_volumes_lie_on_the_mni152_grid(volumes: PhantomVolumes) -> None:
+    from nilearn import datasets
+
+    mni = datasets.load_mni152_brain_mask(resolution=1).affine
+    for name in phantom.VOLUME_FILES:
+        image = getattr(volumes, name)
+        assert isinstance(image, nib.Nifti1Image) and image.shape == GRID_SHAPE, name
+        np.testing.assert_array_equal(image.affine, mni)
+        assert int(image.header["qform_code"]) == int(image.header["sform_code"]) == 4
+        dtype = np.uint8 if name.endswith("_mask") else np.float32
+        assert image.get_data_dtype() == dtype and _data(image).dtype == dtype, name
+    assert list(volumes.level_indices()) == [_z_index(level) for level in LEVELS_MM]
+    assert nib.aff2axcodes(volumes.t1.affine) == ("R", "A", "S")
+
+
+def test_volume_masks_cover_the_whole_head(volumes: PhantomVolumes) -> None:
+    head, brain = (_data(m) for m in (volumes.head_mask, volumes.brain_mask))
+    assert set(np.unique(head)) == set(np.unique(brain)) == {0, 1}
+    assert (brain <= head).all()
+    with_head = np.flatnonzero(head.any(axis=(0, 1)))
+    with_brain = np.flatnonzero(brain.any(axis=(0, 1)))
+    # Every level from the lowest plane of the grid (the brain reaches it) to above the
+    # vertex has head, and the head is closed at the top by the skull and scalp.
+    assert with_head[0] == with_brain[0] == 0
+    assert np.array_equal(with_head, np.arange(with_head[-1] + 1))
+    assert with_head[-1] - with_brain[-1] >= 10  # >= 10 mm of layers above the brain
+    assert not head[:, :, -1].any() and not head[[0, -1]].any() and not head[:, [0, -1]].any()
+    neck = _data(volumes.t1_clean)[:, :, : _z_index(-60)]
+    assert (neck[head[:, :, : _z_index(-60)] > 0] > 5).all()  # below the skull: no bone
+    for level in range(-60, 90, 10):  # a bone ring around the brain's section at every level
+        t1, t2 = (_plane(_data(v), level) for v in (volumes.t1_clean, volumes.t2_clean))
+        plane_head, plane_brain = _plane(head, level) > 0, _plane(brain, level) > 0
+        assert ndimage.binary_fill_holes(plane_head).sum() == plane_head.sum(), level
+        shell = plane_head & ~ndimage.binary_dilation(plane_brain, iterations=2)
+        assert (shell & (t1 < 5) & (t2 < 5)).sum() > 50, level  # bone: no signal
+        assert (shell & (t1 > 0.8 * INTENSITY_MAX)).sum() > 50, level  # fat: bright in T1
+    for image in (volumes.t1_clean, volumes.t2_clean):
+        values = _data(image)
+        assert values.min() >= 0 and values.max() <= INTENSITY_MAX + 1e-3
+        grown = ndimage.binary_dilation(head > 0, iterations=2)
+        assert (values[~grown] == 0).all()
+
+
+def test_volumes_are_reproducible_and_exact_without_noise_and_bias(
+    volumes: PhantomVolumes,
+) -> None:
+    again, other = make_phantom_volumes(seed=0), make_phantom_volumes(seed=1)
+    for name in ("t1", "t2"):
+        np.testing.assert_array_equal(_data(getattr(again, name)), _data(getattr(volumes, name)))
+        assert (_data(getattr(other, name)) != _data(getattr(volumes, name))).mean() > 0.9
+    np.testing.assert_array_equal(_data(other.t1_clean), _data(volumes.t1_clean))
+    plain = make_phantom_volumes(noise=0.0, bias=0.0)
+    np.testing.assert_array_equal(_data(plain.t1), _data(plain.t1_clean))
+    np.testing.assert_array_equal(_data(plain.t2), _data(plain.t2_clean))
+    # Each call gets its own arrays: changing one does not reach the next call.
+    _data(again.t1)[0, 0, 0] = -1.0
+    assert _data(make_phantom_volumes(seed=0).t1)[0, 0, 0] >= 0.0
+    unseeded = make_phantom_volumes(seed=None)
+    assert _data(unseeded.t1).shape == GRID_SHAPE
+
+
+def test_write_round_trips_through_nibabel(volumes: PhantomVolumes, tmp_path: Path) -> None:
+    paths = volumes.write(tmp_path / "phantom")
+    assert {name: path.name for name, path in paths.items()} == {
+        "t1": "phantom_t1w.nii.gz",
+        "t2": "phantom_t2w.nii.gz",
+        "t1_clean": "phantom_t1w_clean.nii.gz",
+        "t2_clean": "phantom_t2w_clean.nii.gz",
+        "head_mask": "phantom_head_mask.nii.gz",
+        "brain_mask": "phantom_brain_mask.nii.gz",
+    }
+    for name, path in paths.items():
+        original, loaded = getattr(volumes, name), nib.load(path)
+        assert loaded.shape == GRID_SHAPE
+        np.testing.assert_array_equal(loaded.affine, original.affine)
+        np.testing.assert_array_equal(loaded.get_qform(), original.affine)
+        np.testing.assert_array_equal(loaded.get_sform(), original.affine)
+        assert loaded.get_qform(coded=True)[1] == loaded.get_sform(coded=True)[1] == 4
+        assert loaded.header.get_xyzt_units()[0] == "mm"
+        assert loaded.get_data_dtype() == original.get_data_dtype()
+        np.testing.assert_array_equal(np.asarray(loaded.dataobj), _data(original))
+
+
+def test_slices_are_exact_1mm_crops_of_the_volume_planes(
+    default: PhantomSlices, volumes: PhantomVolumes
+) -> None:
+    """The default slices are the observed volumes' axial planes at their levels, cut at one
+    integer offset (no resampling, so the noise is the volume's own), and so are the clean
+    images and masks."""
+    levels = _level_mm(default.ids)
+    assert levels == sorted(levels) and set(levels) <= set(LEVELS_MM)
+    t1 = _data(volumes.t1)
+    offsets = _find_crop(default.t1[0], _plane(t1, levels[0]))
+    assert len(offsets) == 1
+    (row, col), (height, width) = offsets[0], PHANTOM_SHAPE
+    for i, level in enumerate(levels):
+        crop = (slice(row, row + height), slice(col, col + width))
+        for sliced, volume in (
+            (default.t1, volumes.t1),
+            (default.t2, volumes.t2),
+            (default.t1_clean, volumes.t1_clean),
+            (default.t2_clean, volumes.t2_clean),
+            (default.head_mask, volumes.head_mask),
+            (default.brain_mask, volumes.brain_mask),
+        ):
+            plane = _plane(_data(volume), level)[crop]
+            if sliced.dtype == np.uint8:
+                plane = np.clip(np.rint(plane), 0, 255)
+            np.testing.assert_array_equal(sliced[i], plane.astype(sliced.dtype), err_msg=level)
+    assert (_data(volumes.head_mask)[:, :, [_z_index(level) for level in levels]] > 0).sum() == (
+        default.head_mask.sum()
+    )  # the crop loses no head
+
+
+def test_volume_reslicing_gives_the_slices_the_model_was_trained_on(
+    default: PhantomSlices, volumes: PhantomVolumes, tmp_path: Path
+) -> None:
+    """Read back as a scan, the phantom's T1 volume is cut by `mri_helpers.volumes` into the
+    axial planes a course model expects (1 mm, rows posterior -> anterior, columns left ->
+    right): the planes on its model grid are make_phantom's slices, up to the frame's crop."""
+    from mri_helpers import volumes as volume_io
+
+    scan = volume_io.read_nifti(volumes.write(tmp_path)["t1"])
+    config = {"image_size": 256, "direction": "t1-to-t2"}  # model.json with the course geometry
+    assert volume_io.model_geometry(config) == ((1.0, 1.0), "AR")
+    plan = volume_io.plan_volume(scan.voxels(), scan.affine, config, "t1")
+    assert plan.orientation.input_codes == ("R", "A", "S") and plan.orientation.obliquity == 0
+    assert plan.orientation.spacing == (1.0, 1.0, 1.0)
+    assert plan.grid.pixel == plan.grid.spacing == (1.0, 1.0)  # no in-plane resampling
+    oriented = plan.orientation.apply(scan.voxels())  # (slice, row, column)
+    assert oriented.shape == (GRID_SHAPE[2], GRID_SHAPE[1], GRID_SHAPE[0])
+    (start_row, start_col), (rows, cols) = plan.grid.start, plan.grid.size
+    head = plan.orientation.apply(_data(volumes.head_mask)).any(axis=0)
+    inside = head[start_row : start_row + rows, start_col : start_col + cols]
+    assert inside.sum() == head.sum()  # the model's crop holds the whole head
+    (row, col) = _find_crop(default.t1[0], oriented[_z_index(_level_mm(default.ids)[0])])[0]
+    # The overlap of the model's crop and the slice frame, in the plane's pixels.
+    top, left = max(start_row, row), max(start_col, col)
+    bottom = min(start_row + rows, row + PHANTOM_SHAPE[0])
+    right = min(start_col + cols, col + PHANTOM_SHAPE[1])
+    assert bottom - top >= 0.95 * PHANTOM_SHAPE[0] and right - left >= 0.95 * PHANTOM_SHAPE[1]
+    for i, level in enumerate(_level_mm(default.ids)):
+        on_model_grid = plan.grid.to_model(oriented[_z_index(level)])
+        seen = on_model_grid[
+            top - start_row : bottom - start_row, left - start_col : right - start_col
+        ]
+        trained = default.t1[i, top - row : bottom - row, left - col : right - col]
+        np.testing.assert_array_equal(np.clip(np.rint(seen), 0, 255), trained, err_msg=level)
