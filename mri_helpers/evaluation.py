@@ -432,8 +432,8 @@ def evaluate_volume(
     scanner height (superior axis, mm) in that range, e.g. the levels a model was trained on,
     and the slices outside it.
 
-    Both volumes are brought to the course's grey scale by their own robust scaling
-    (`volumes.robust_scaling`), so no figure depends on a scanner's units. SSIM is the mean
+    Both volumes are brought to the grey scale the model was trained on by their own robust
+    scaling (`volumes.robust_scaling`), so no figure depends on a scanner's units. SSIM is the mean
     over the axial slices that hold head, inside the true volume's head and inside its brain
     region (`processing.brain_region`); PSNR and MAE pool every head voxel. The reversed
     histogram matching baseline is given the true volume's own head histogram: an optimistic
@@ -457,8 +457,10 @@ def evaluate_volume(
         generator, config, scan_volume.voxels(), scan_volume.affine
     )
 
+    levels = volumes.model_head_levels(config)  # the grey scale the model was trained on
+
     def on_course_scale(data: np.ndarray, contrast: str, name) -> np.ndarray:
-        scaling, _, _ = volumes.robust_scaling(data, contrast, name)
+        scaling, _, _ = volumes.robust_scaling(data, contrast, name, levels[contrast])
         return np.clip(scaling.apply(data), 0, 255)
 
     true_scaled = on_course_scale(true_volume.voxels(), target, truth)

@@ -75,10 +75,11 @@ DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 # with `slice_orientation` and `pixel_spacing_mm`.
 COURSE_SLICE_ORIENTATION = "AR"
 COURSE_PIXEL_SPACING_MM = 1.0
-# Intensity reference: the 95th percentile inside the head of the course slices (head_mask
-# over all 43 T1 and 46 T2 PNGs), 160 in T1 and 233 in T2; their background is 0. The 95th,
-# not the 99th, as the course T2 saturates near 251 and a few bright vessels or fat move
-# the 99th of a volume.
+# Intensity reference: the 95th percentile inside the head of the slices a model was trained
+# on (`head_levels`), which the course records in model.json as `head_levels`; exports
+# without it get the course slices' (head_mask over all 43 T1 and 46 T2 PNGs), 160 in T1 and
+# 233 in T2; their background is 0. The 95th, not the 99th, as the course T2 saturates near
+# 251 and a few bright vessels or fat move the 99th of a volume.
 HEAD_PERCENTILE = 95.0
 COURSE_HEAD_LEVELS = {"t1": 160.0, "t2": 233.0}
 OUTPUT_SUFFIXES = {"t1-to-t2": "t2w-synthetic", "t2-to-t1": "t1w-synthetic"}
@@ -764,11 +765,41 @@ class IntensityScaling:
         return ((np.asarray(values, np.float32) - self.background) * self.gain).astype(np.float32)
 
 
+def head_levels(slices: Sequence[Any]) -> dict[str, float]:
+    """The HEAD_PERCENTILE-th grey level inside the head (`processing.head_mask`) of 8-bit
+    slices, per contrast: what a model trained on them expects of a head."""
+    levels = {}
+    for contrast in sorted({s.modality for s in slices}):
+        inside = [s.image[head_mask(s.image)] for s in slices if s.modality == contrast]
+        levels[contrast] = round(float(np.percentile(np.concatenate(inside), HEAD_PERCENTILE)), 1)
+    return levels
+
+
+def model_head_levels(config: dict[str, Any]) -> dict[str, float]:
+    """The head levels a model.json records (`head_levels`), else the course slices'."""
+    levels = config.get("head_levels", COURSE_HEAD_LEVELS)
+    valid = isinstance(levels, dict) and all(
+        isinstance(levels.get(c), int | float) and not isinstance(levels.get(c), bool)
+        and 1.0 <= levels[c] <= 255.0
+        for c in COURSE_HEAD_LEVELS
+    )  # fmt: skip
+    if not valid:
+        raise ModelFileError(
+            f"model.json: head_levels {levels!r} is not a grey level from 1 to 255 for each of "
+            "t1 and t2; fix it, or remove it for the course slices' levels."
+        )
+    return {c: float(levels[c]) for c in COURSE_HEAD_LEVELS}
+
+
 def robust_scaling(
-    volume: np.ndarray, contrast: str, source: str | os.PathLike = "the volume"
+    volume: np.ndarray,
+    contrast: str,
+    source: str | os.PathLike = "the volume",
+    target: float | None = None,
 ) -> tuple[IntensityScaling, np.ndarray, int]:
-    """The `IntensityScaling` of a volume (slices on axis 0) of `contrast` ("t1"/"t2"), the
-    head mask it used and that mask's stride (volumes above MASK_VOXELS are subsampled)."""
+    """The `IntensityScaling` of a volume (slices on axis 0) of `contrast` ("t1"/"t2") onto
+    `target` (the grey level its head's percentile should get; None: the course slices'),
+    the head mask it used and that mask's stride (volumes above MASK_VOXELS are subsampled)."""
     stride = max(1, math.ceil((volume.size / MASK_VOXELS) ** (1 / 3)))
     sample = np.asarray(volume[::stride, ::stride, ::stride], np.float32)
     mask = head_mask_3d(sample)
@@ -788,7 +819,11 @@ def robust_scaling(
             "nothing to translate."
         )
     scaling = IntensityScaling(
-        background, head_value, HEAD_PERCENTILE, COURSE_HEAD_LEVELS[contrast], stride
+        background,
+        head_value,
+        HEAD_PERCENTILE,
+        COURSE_HEAD_LEVELS[contrast] if target is None else float(target),
+        stride,
     )
     return scaling, mask, stride
 
@@ -889,7 +924,8 @@ def plan_volume(
             "view of a head. The model translates axial slices; pass a volume that covers "
             "the head in the axial plane (or check its voxel sizes)."
         )
-    scaling, mask, stride = robust_scaling(oriented, contrast, source)
+    target = model_head_levels(config)[contrast]
+    scaling, mask, stride = robust_scaling(oriented, contrast, source, target)
     rows, cols = np.flatnonzero(mask.any(axis=(0, 2))), np.flatnonzero(mask.any(axis=(0, 1)))
     box = tuple(
         (int(found[0]) * stride, min(n - 1, int(found[-1]) * stride + stride - 1))

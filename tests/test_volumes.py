@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -849,3 +850,36 @@ def test_a_volume_is_scored_at_chosen_levels_and_outside_them(tmp_path: Path) ->
     assert "levels 11 to 13 mm (3 axial slices" in split["summary"][1]
     with pytest.raises(DataError, match="between 40 and 50 mm .* span 10 to 15 mm"):
         evaluate_volume(models_dir, "t1-to-t2", scan, truth, levels_mm=(40, 50))
+
+
+def test_the_course_head_levels_are_those_of_the_course_slices(course_zip: Path) -> None:
+    levels = volumes.head_levels([*mh_load(course_zip).t1, *mh_load(course_zip).t2])
+    assert levels == pytest.approx(volumes.COURSE_HEAD_LEVELS, abs=0.5)
+
+
+def mh_load(path: Path):
+    from mri_helpers.data import load_dataset
+
+    return load_dataset(path)
+
+
+def test_a_volume_is_scaled_to_the_head_levels_its_model_recorded(exports, tmp_path) -> None:
+    """A model trained on brighter slices (the phantom's T1 sits at 215, the course's at 160)
+    records its levels in model.json; a scan is scaled onto those, not onto the course's."""
+    model = tmp_path / "model"
+    shutil.copytree(exports["unet"], model)
+    config_path = model / "model.json"  # an export folder of one direction
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "head_levels": {"t1": 215.0, "t2": 201.0}}))
+    source = save(head(), ras_affine(), tmp_path / "scan.nii.gz")
+    translate(model, [source], tmp_path / "out")
+    sidecar = json.loads((tmp_path / "out" / "scan_t2w-synthetic.json").read_text())
+    assert sidecar["intensity_scaling"]["maps_to"] == 215.0
+    brighter = scaled_input(source, {**config, "head_levels": {"t1": 215.0, "t2": 201.0}})
+    np.testing.assert_allclose(
+        brighter, np.clip(scaled_input(source) * 215 / 160, 0, 255), atol=1e-3
+    )
+    config_path.write_text(json.dumps({**config, "head_levels": {"t1": 0.0, "t2": 201.0}}))
+    with pytest.raises(ModelFileError, match="head_levels .* is not a grey level from 1 to 255"):
+        translate(model, [source], tmp_path / "out2")
+    assert not (tmp_path / "out2").exists()
