@@ -27,7 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
         "path", nargs="?", help="the course zip or folder (default: $MRI_DATA, then data/)"
     )
 
-    run = commands.add_parser("run", help="execute the notebooks in order into a run folder")
+    run = commands.add_parser(
+        "run",
+        help="execute the notebooks in order into a run folder",
+        epilog="Across machines: set TF_CONFIG on each machine and start the same command "
+        "with the same --out on a shared file system; the chief alone writes it (README, "
+        '"On a GPU / several machines").',
+    )
     run.add_argument("--profile", choices=profiles.PROFILES, default="course")
     run.add_argument(
         "--data", default=AUTO, help='"auto" (default), "phantom", or the course zip or folder'
@@ -151,7 +157,13 @@ def check_data(path: str | None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .runner import resume_course, run_course, run_seeds
+    from .runner import cluster_task, resume_course, run_course, run_seeds
+
+    if cluster_task() is not None and args.seeds is not None:
+        raise profiles.ParameterError(
+            "--seeds runs one seed after another on one machine; a run across machines "
+            "(TF_CONFIG) takes one seed: --seed N."
+        )
 
     if args.resume:
         if not args.out:

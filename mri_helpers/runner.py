@@ -228,6 +228,15 @@ def run_course(
     notebooks = course_notebooks(notebooks_dir)
     parameters["DATA"] = _resolve_data(data)
     run_dir = run_dir_for(out, profile)
+    if out is None and cluster_task() is not None:
+        raise CourseRunError(
+            "a run across machines needs --out: the run folder every machine sees, on a shared "
+            "file system (the same folder each worker restarts from)."
+        )
+    if not is_chief_task():
+        if run_dir.exists() and not run_dir.is_dir():
+            raise CourseRunError(f"{run_dir} exists and is not a folder; choose another --out.")
+        return _run_as_other_worker(notebooks, parameters, run_dir, False, log_output)
     refuse_foreign_folder(run_dir)
     with run_lock(run_dir):
         prepare_run_dir(run_dir, overwrite)
@@ -245,31 +254,106 @@ def resume_course(
     """
     run_dir = Path(out).expanduser().resolve()
     if not (run_dir / f"{PROGRESS}.json").is_file() and not (run_dir / "run.json").is_file():
+        shared = " (a worker of a run across machines sees it on a shared file system)"
         raise CourseRunError(
-            f"{run_dir} holds no interrupted course run ({PROGRESS}.json is missing); "
-            "start a new run instead."
+            f"{run_dir} holds no interrupted course run ({PROGRESS}.json is missing"
+            f"{shared if cluster_task() else ''}); start a new run instead."
         )
+    if not is_chief_task():  # reads the chief's run; the chief holds its lock
+        parameters, _ = _interrupted_run(run_dir)
+        notebooks = course_notebooks(notebooks_dir)
+        return _run_as_other_worker(notebooks, parameters, run_dir, True, log_output)
     with run_lock(run_dir):  # read the progress only once no other run writes it
-        if (run_dir / "run.json").is_file():
-            raise CourseRunError(f"{run_dir} holds a finished run; there is nothing to resume.")
-        try:
-            progress = manifest.read(run_dir, PROGRESS)
-        except CourseError:
-            progress = {}
-        parameters, done = progress.get("parameters"), progress.get("done")
-        if not isinstance(parameters, dict) or not isinstance(done, dict):
-            raise CourseRunError(
-                f"{run_dir / PROGRESS}.json does not describe a course run (no parameters or "
-                f"list of finished notebooks); start again with `mri-course run --overwrite "
-                f"--out {run_dir}`."
-            )
-        # RESTART deleted an older checkpoint when the run began; resuming keeps this one.
-        kept = {k: v for k, v in parameters.items() if k not in ("RUN_DIR", "RESTART")}
-        parameters = {**profiles.check(kept)}
-        # The run's files live in the folder it is given now, wherever it was started.
-        parameters["RUN_DIR"] = str(run_dir)
+        parameters, done = _interrupted_run(run_dir)
         print(f"Resuming the run in {run_dir}; finished before: {sorted(done) or 'none'}")
         return _execute(course_notebooks(notebooks_dir), parameters, run_dir, done, log_output)
+
+
+def _interrupted_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, float]]:
+    """The parameters (RUN_DIR: `run_dir`) and finished notebooks of the run in `run_dir`."""
+    if (run_dir / "run.json").is_file():
+        raise CourseRunError(f"{run_dir} holds a finished run; there is nothing to resume.")
+    try:
+        progress = manifest.read(run_dir, PROGRESS)
+    except CourseError:
+        progress = {}
+    parameters, done = progress.get("parameters"), progress.get("done")
+    if not isinstance(parameters, dict) or not isinstance(done, dict):
+        raise CourseRunError(
+            f"{run_dir / PROGRESS}.json does not describe a course run (no parameters or "
+            f"list of finished notebooks); start again with `mri-course run --overwrite "
+            f"--out {run_dir}`."
+        )
+    # RESTART deleted an older checkpoint when the run began; resuming keeps this one.
+    kept = {k: v for k, v in parameters.items() if k not in ("RUN_DIR", "RESTART")}
+    parameters = {**profiles.check(kept)}
+    # The run's files live in the folder it is given now, wherever it was started.
+    parameters["RUN_DIR"] = str(run_dir)
+    return parameters, done
+
+
+# --- a worker of a run across machines (README, "On a GPU / several machines") -------------
+def cluster_task() -> tuple[list[str], str, int] | None:
+    """The workers TF_CONFIG names, and this process's task type and index; None without a
+    TF_CONFIG of several workers. (`training.distribution_strategy` reads the same.)"""
+    text = os.environ.get("TF_CONFIG", "").strip()
+    if not text:
+        return None
+    try:
+        config = json.loads(text)
+        cluster, task = config["cluster"], config["task"]
+        workers = [*cluster.get("chief", []), *cluster.get("worker", [])]
+        kind, index = task["type"], task["index"]
+        if not isinstance(index, int) or index < 0 or index >= len(cluster[kind]):
+            raise ValueError
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise CourseError(
+            'TF_CONFIG is not valid: it must be JSON like {"cluster": {"worker": '
+            '["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}}, the '
+            "task's index one of its type's."
+        ) from None
+    return (workers, kind, index) if len(workers) > 1 else None
+
+
+def is_chief_task() -> bool:
+    """Whether this process writes the run folder: no run across machines, or its chief (the
+    "chief" task, else worker 0), as `training.is_chief` decides inside lesson 04."""
+    task = cluster_task()
+    if task is None:
+        return True
+    _, kind, index = task
+    has_chief = "chief" in json.loads(os.environ["TF_CONFIG"])["cluster"]
+    return kind == "chief" or (not has_chief and kind == "worker" and index == 0)
+
+
+def _run_as_other_worker(
+    notebooks: list[Path], parameters: dict[str, Any], run_dir: Path, resume: bool,
+    log_output: bool,
+) -> RunResult:  # fmt: skip
+    """Run the course as a non-chief worker: the same notebooks, in step with the chief's,
+    in a temporary folder removed at the end (kept, and named, if a notebook fails). The
+    chief's run folder is only read: resuming, this worker starts from a copy of its
+    checkpoint (backup/), as the chief does."""
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix="mri-course-worker-"))
+    shared = run_dir / "backup"
+    if resume and shared.is_dir():
+        (work / "backup").mkdir()
+        for file in shared.iterdir():
+            shutil.copy2(file, work / "backup" / file.name)
+    print(
+        f"A worker of a run across machines: the chief writes the run into {run_dir}; this "
+        f"worker writes only into {work} (removed at the end)."
+    )
+    try:
+        result = _execute(notebooks, {**parameters, "RUN_DIR": str(work)}, work, {}, log_output)
+    except CourseError as error:
+        raise CourseRunError(
+            f"{error}\n(This worker's folder {work} is kept; remove it.)"
+        ) from None
+    shutil.rmtree(work, ignore_errors=True)
+    return RunResult(run_dir, [], result.parameters, result.seconds)
 
 
 PROGRESS = "progress"  # <run>/progress.json: parameters and finished notebooks

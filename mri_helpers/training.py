@@ -670,6 +670,80 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     )
 
 
+def writing_folder(run_dir: str | os.PathLike, strategy: tf.distribute.Strategy) -> str:
+    """Where this process writes the run's files: `run_dir` on the chief or a lone process.
+
+    Any other worker of a run across machines gets a temporary folder, removed when the
+    process exits, so it never writes into the chief's (shared) run folder. The folder starts
+    with a copy of the chief's checkpoint (`run_dir/backup`, read only): there the worker
+    decides to resume (`resume_or_start`) and backs up, as the chief does in `run_dir`.
+    """
+    if is_chief(strategy):
+        return os.fspath(run_dir)
+    import atexit
+    import tempfile
+
+    task = strategy.cluster_resolver.task_id
+    folder = Path(tempfile.mkdtemp(prefix=f"mri-course-worker{task}-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    shared = Path(run_dir) / "backup"
+    if shared.is_dir():
+        (folder / "backup").mkdir()
+        for file in shared.iterdir():
+            try:
+                shutil.copy2(file, folder / "backup" / file.name)
+            except FileNotFoundError:  # the chief removed it as it started afresh (RESTART)
+                continue
+    return os.fspath(folder)
+
+
+class BackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras's BackupAndRestore, which in a run across machines first checks that every
+    worker resumes at the same epoch (a clear error otherwise, before any step).
+
+    Give each process its own folder (`writing_folder(RUN_DIR, strategy)/backup`): Keras's
+    callback writes wherever it is given, on every worker.
+    """
+
+    def __init__(self, backup_dir: str | os.PathLike, strategy: tf.distribute.Strategy, **kw):
+        super().__init__(os.fspath(backup_dir), **kw)
+        self.strategy = strategy
+
+    def on_train_begin(self, logs=None):
+        if _across_workers(self.strategy):  # before restoring, which may be a collective
+            epochs = workers_values(self.strategy, self._checkpoint_epoch())
+            if len(set(epochs)) > 1:
+                raise CourseError(
+                    "the workers would start at different epochs "
+                    f"({', '.join(map(str, epochs))}, chief first): they do not see the same "
+                    "checkpoint. Give every machine the same run folder on a shared file "
+                    "system; start every worker of a fresh run without --resume, and every "
+                    "worker of an interrupted one with --resume."
+                )
+        with self.strategy.scope():  # restoring may build the optimizers' variables
+            super().on_train_begin(logs)
+
+    def _checkpoint_epoch(self) -> int:
+        """The epoch the checkpoint in this worker's folder resumes at; 0 without one."""
+        if not any(Path(self._weights_path + end).exists() for end in ("", ".bkp")):
+            return 0
+        for path in (self._training_metadata_path, self._prev_training_metadata_path):
+            try:
+                return int(json.loads(Path(path).read_text())["epoch"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return 0
+
+
+def workers_values(strategy: tf.distribute.Strategy, value: int) -> list[int]:
+    """`value` of every worker (each replica's), in worker order; a collective, so every
+    worker must call it at the same point."""
+    per_replica = strategy.run(lambda: tf.constant([value], tf.int64))
+    gathered = strategy.gather(per_replica, axis=0).numpy().tolist()
+    replicas_per_worker = strategy.num_replicas_in_sync // len(cluster_workers())
+    return gathered[::replicas_per_worker]
+
+
 # --- time budget (04_training, TIME_BUDGET_MINUTES) ----------------------------------------
 class TimeBudget(keras.callbacks.Callback):
     """Fit the run's epochs and learning-rate decay to `minutes` of training.
