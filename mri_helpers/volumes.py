@@ -707,17 +707,25 @@ def in_plane_grid(
     pixel: tuple[float, float],
     head_box: tuple[tuple[int, int], tuple[int, int]] | None = None,
     margin_mm: float = CROP_MARGIN_MM,
+    max_pixels: int | None = None,
 ) -> InPlaneGrid:
     """The model grid for slices of `shape` x `spacing` mm: whole, or cut to `head_box`
-    ((first, last) row, (first, last) column, input pixels) plus `margin_mm`."""
+    ((first, last) row, (first, last) column, input pixels) plus `margin_mm`, a margin that
+    shrinks where the cut would exceed `max_pixels` (the network's side: a crop that fits is
+    padded, never resized, as the course slices are)."""
     starts, sizes = [], []
     for axis in range(2):
         extent = shape[axis] * spacing[axis]
         low, high = 0.0, extent
         if head_box is not None:
             first, last = head_box[axis]
-            low = max(0.0, first * spacing[axis] - margin_mm)
-            high = min(extent, (last + 1) * spacing[axis] + margin_mm)
+            head_low, head_high = first * spacing[axis], (last + 1) * spacing[axis]
+            margin = margin_mm
+            if max_pixels is not None:
+                room = max_pixels * pixel[axis] - (head_high - head_low)
+                margin = min(margin_mm, max(0.0, room / 2.0 - 0.5 * pixel[axis]))
+            low = max(0.0, head_low - margin)
+            high = min(extent, head_high + margin)
         begin = math.floor(low / pixel[axis] + 1e-6)
         end = max(begin + 1, math.ceil(high / pixel[axis] - 1e-6))
         starts.append(begin)
@@ -931,7 +939,7 @@ def plan_volume(
         (int(found[0]) * stride, min(n - 1, int(found[-1]) * stride + stride - 1))
         for found, n in ((rows, oriented.shape[1]), (cols, oriented.shape[2]))
     )
-    grid = in_plane_grid(oriented.shape[1:], spacing, pixel, box)
+    grid = in_plane_grid(oriented.shape[1:], spacing, pixel, box, max_pixels=config["image_size"])
     lowest, highest = scaling.background, scaling.background + 255.0 / scaling.gain
     sample = oriented[::stride, ::stride, ::stride]
     head = sample[mask]

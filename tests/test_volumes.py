@@ -883,3 +883,40 @@ def test_a_volume_is_scaled_to_the_head_levels_its_model_recorded(exports, tmp_p
     with pytest.raises(ModelFileError, match="head_levels .* is not a grey level from 1 to 255"):
         translate(model, [source], tmp_path / "out2")
     assert not (tmp_path / "out2").exists()
+
+
+def test_the_phantom_head_through_a_model_keeps_the_mni152_geometry(tmp_path: Path) -> None:
+    """The phantom's T1 volume (MNI152 grid, code 4) through an export at the course's 224 px
+    lies on the same grid, each synthetic voxel where its input voxel was."""
+    from nilearn.datasets import load_mni152_brain_mask
+
+    from mri_helpers.phantom import make_phantom_volumes
+
+    inputs = keras.Input((224, 224, 1), name="image")
+    negation = keras.Model(inputs, keras.layers.Rescaling(-1.0)(inputs))
+    models_dir = tmp_path / "models"
+    export.export_generator(negation, models_dir, "t1-to-t2", 224, saved_model=False)
+    files = make_phantom_volumes().write(tmp_path / "phantom")
+    [output] = volumes.translate_volume_files(models_dir, "t1-to-t2", [files["t1"]], tmp_path)
+    assert_same_geometry(output, files["t1"])
+    synthetic = nib.load(output)
+    np.testing.assert_array_equal(synthetic.affine, load_mni152_brain_mask(resolution=1).affine)
+    assert synthetic.get_qform(coded=True)[1] == synthetic.get_sform(coded=True)[1] == 4
+    # The negation's output is the scaled input turned upside down, voxel for voxel (1 mm, so
+    # no resampling): a flipped or shifted grid would break the match.
+    head = nib.load(files["head_mask"]).get_fdata() > 0
+    scaled = scaled_input(files["t1"], {"image_size": 224, "direction": "t1-to-t2"})
+    np.testing.assert_allclose(synthetic.get_fdata()[head], 255 - scaled[head], atol=0.5)
+
+
+def test_the_crop_margin_shrinks_so_a_head_that_fits_the_network_is_never_resized() -> None:
+    box = ((13, 219), (13, 183))  # a 207 x 171 mm head on a 233 x 197 grid at 1 mm
+    wide = volumes.in_plane_grid((233, 197), (1.0, 1.0), (1.0, 1.0), box)
+    assert wide.size == (227, 191)  # 10 mm on each side: more than a 224 px network
+    fitted = volumes.in_plane_grid((233, 197), (1.0, 1.0), (1.0, 1.0), box, max_pixels=224)
+    assert fitted.size[0] <= 224 and fitted.size[1] == 191  # only the long side gives way
+    for axis in range(2):  # the head stays whole, centred in what is left
+        assert fitted.start[axis] <= box[axis][0]
+        assert fitted.start[axis] + fitted.size[axis] > box[axis][1]
+    tight = volumes.in_plane_grid((233, 197), (1.0, 1.0), (1.0, 1.0), box, max_pixels=160)
+    assert tight.size == (207, 171)  # larger than the network: the head alone, resized later
