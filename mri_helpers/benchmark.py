@@ -9,10 +9,13 @@ memory and thread pools do not leak between them):
 3. project: this package's step through `fit()` at the same `tutorial` configuration, at the
    precision a learner gets (`MIXED_PRECISION="auto"`: bfloat16 on a CPU with bfloat16
    instructions), and project_float32: the same in float32, the reference's precision;
-4. course: the `course` profile's configuration; course_reproducible: the same with
-   `REPRODUCIBLE` on (`set_seed(one_op_at_a_time=True)`), the price of bit-identical runs;
+4. course: the `course` profile's configuration and training settings, at "auto";
+   course_float32: the same in float32 (what "auto" gives a CPU without bfloat16);
+   course_reproducible: `REPRODUCIBLE` on (`set_seed(one_op_at_a_time=True)`), the price of
+   bit-identical runs; head_start (and head_start_float32): the generators' head start;
 5. translate: the exported generator's inference (copies averaged, calibrated as the course
-   exports it), slices per second through the whole translate path;
+   exports it), slices per second through the whole translate path; volume: a whole phantom
+   head through `volumes.translate_volume` with such an export, axial slices per second;
    pipeline: the input pipeline's images per second.
 
 Timings on shared machines are noisy, so results are ratios within one run. FLOPs are counted
@@ -23,6 +26,7 @@ from the layers (2 x multiply-adds of every convolution, forward; a training pas
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -36,8 +40,10 @@ import numpy as np
 
 from ._tf import keras, tf
 
-FIT_ITEMS = ("project", "project_float32", "course", "course_reproducible")  # through fit()
-ITEMS = ("ceiling", "reference", *FIT_ITEMS, "translate", "pipeline")
+# Through fit(); "float32" items run with MIXED_PRECISION off, the others at "auto".
+FIT_ITEMS = ("project", "project_float32", "course", "course_float32", "course_reproducible")
+HEAD_START_ITEMS = ("head_start", "head_start_float32")
+ITEMS = ("ceiling", "reference", *FIT_ITEMS, *HEAD_START_ITEMS, "translate", "volume", "pipeline")
 
 
 # --- FLOP counting -------------------------------------------------------------------------
@@ -64,12 +70,14 @@ def _leaf_layers(model):
             yield layer
 
 
-def step_flops(generator, discriminator, batch: int, discriminator_images: int) -> int:
-    """FLOPs of one CycleGAN step: per generator 3 passes (translate, cycle, identity) per
-    image, per discriminator `discriminator_images` passes per image; training = 3 x forward."""
-    per_image = 2 * 3 * forward_flops(generator) + 2 * discriminator_images * forward_flops(
-        discriminator
-    )
+def step_flops(
+    generator, discriminator, batch: int, discriminator_images: int, generator_images: int = 3
+) -> int:
+    """FLOPs of one CycleGAN step: per generator `generator_images` passes per image
+    (translate, cycle and, with an identity loss, identity), per discriminator
+    `discriminator_images`; training = 3 x forward."""
+    per_image = 2 * generator_images * forward_flops(generator)
+    per_image += 2 * discriminator_images * forward_flops(discriminator)
     return 3 * per_image * batch
 
 
@@ -208,8 +216,12 @@ def measure(item: str, steps: int) -> dict[str, Any]:
         # time only for course_reproducible); the project items run as the reference does.
         seeded = item.startswith("course")
         return _measure_fit(configuration, steps, precision, seeded, item == "course_reproducible")
+    if item in HEAD_START_ITEMS:
+        return _measure_head_start(steps, "off" if item.endswith("float32") else "auto")
     if item == "translate":
         return _measure_translate(steps)
+    if item == "volume":
+        return _measure_volume(steps)
     if item == "pipeline":
         return _measure_pipeline(steps)
     raise ValueError(f"unknown item {item!r}; use one of {ITEMS}")
@@ -229,14 +241,16 @@ def _measure_fit(
     training.use_mixed_precision(precision)
     if profile == "tutorial":
         size, batch, g_name, d_name = 256, 1, "tutorial", "tutorial"
+        # The tutorial has no history pool; without one the step is the tutorial's arithmetic.
+        settings = {"pool_size": 0}
     else:
         p = profiles.load_profile("course")
         size, batch, g_name, d_name = (
             p["IMAGE_SIZE"], p["BATCH_SIZE"], p["GENERATOR"], p["DISCRIMINATOR"],
         )  # fmt: skip
-    # The tutorial has no history pool; without one the step is the tutorial's arithmetic.
-    pool = 0 if profile == "tutorial" else 50
-    config = training.TrainingConfig(epochs=1, steps_per_epoch=steps + 2, pool_size=pool)
+        settings = course_settings(p)
+    config = training.TrainingConfig(epochs=1, steps_per_epoch=steps + 2, **settings)
+    pool = config.pool_size
     model = training.CycleGAN(
         models.unet_generator(g_name, size),
         models.unet_generator(g_name, size),
@@ -253,12 +267,26 @@ def _measure_fit(
     return {
         "seconds_per_step": float(np.mean(times.seconds[2:])),  # the first steps trace
         "flops_per_step": step_flops(
-            model.generator_g, model.discriminator_t2, batch, 3 if pool else 2
+            model.generator_g,
+            model.discriminator_t2,
+            batch,
+            3 if pool else 2,
+            3 if config.identity_weight else 2,
         ),
         "images_per_step": 2 * batch,
         "configuration": f"{g_name} {size}px batch {batch}",
         "precision": keras.mixed_precision.global_policy().name,
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),  # 0: TF's
+    }
+
+
+def course_settings(profile: dict[str, Any]) -> dict[str, Any]:
+    """The `TrainingConfig` settings notebook 04 takes from a profile (beyond the schedule)."""
+    return {
+        "learning_rate": profile["LEARNING_RATE"],
+        "lambda_cycle": profile["LAMBDA_CYCLE"],
+        "identity_weight": profile["IDENTITY_WEIGHT"],
+        "generator_average": profile["GENERATOR_AVERAGE"],
     }
 
 
@@ -274,6 +302,95 @@ class StepTimer(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.seconds.append(time.perf_counter() - self._start)
+
+
+def _measure_head_start(steps: int, precision: str) -> dict[str, Any]:
+    """The head start (`baselines.warm_start_generators`) at the course configuration: seconds
+    per step of one generator (`baselines.warm_start`, the difference of a long and a short
+    call, so tracing is left out) and setup_seconds, the cleaning of the phantom's training
+    slices and their classical guesses, which it does once for both generators."""
+    from . import baselines, models, profiles, set_seed, training
+    from .data import load_phantom
+    from .processing import Cleaning, holdout_split
+
+    set_seed(0)
+    training.use_mixed_precision(precision)
+    p = profiles.load_profile("course")
+    size, batch = p["IMAGE_SIZE"], p["BATCH_SIZE"]
+    config = training.TrainingConfig(epochs=1, steps_per_epoch=1, **course_settings(p))
+    generator = models.unet_generator(p["GENERATOR"], size)
+    discriminator = models.patchgan_discriminator(p["DISCRIMINATOR"], size)
+    model = training.CycleGAN(generator, generator, discriminator, discriminator, config)
+    dataset = load_phantom()
+    start = time.perf_counter()  # no steps: the cleaning and the classical guesses only
+    baselines.warm_start_generators(model, dataset, holdout_split(dataset), size, Cleaning(), 0, 4)
+    setup = time.perf_counter() - start
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1, 1, (46, size, size, 1)).astype(np.float32)
+
+    def head_start(count: int) -> float:
+        start = time.perf_counter()
+        baselines.warm_start(generator, images, images, count, batch)
+        return time.perf_counter() - start
+
+    head_start(2)  # warm up
+    seconds = (head_start(2 + steps) - head_start(2)) / steps
+    return {
+        "seconds_per_step": seconds,
+        "flops_per_step": 3 * forward_flops(generator) * batch,
+        "images_per_step": batch,
+        "setup_seconds": setup,
+        "configuration": f"{p['GENERATOR']} {size}px batch {batch}",
+        "precision": keras.mixed_precision.global_policy().name,
+    }
+
+
+def _course_export(folder: Path) -> Path:
+    """An export of an untrained `course` generator as the course ships it: averaged over
+    copies and calibrated (identity table; any table costs the same)."""
+    from . import calibration, export, models, profiles, test_time
+    from .processing import Cleaning
+
+    p = profiles.load_profile("course")
+    generator = models.unet_generator(p["GENERATOR"], p["IMAGE_SIZE"])
+    extra: dict[str, Any] = {"cleaning": dataclasses.asdict(Cleaning())}  # the course's
+    if p["TEST_TIME_AUGMENTATION"]:
+        generator = test_time.averaged_over_copies(generator)
+        extra["test_time_augmentation"] = True
+    if p["CALIBRATE"]:
+        identity = np.linspace(-1, 1, calibration.TABLE_SIZE)
+        generator = calibration.calibrated(generator, calibration.IntensityCalibration(identity))
+        extra["calibrated"] = True
+    return export.export_generator(
+        generator, folder, "t1-to-t2", p["IMAGE_SIZE"], extra, saved_model=False
+    )
+
+
+def _measure_volume(steps: int) -> dict[str, Any]:
+    """`volumes.translate_volume` on the phantom's whole T1 head (197 x 233 x 189 voxels) with
+    a `course` export: axial slices per second, reorientation and rescaling included."""
+    import tempfile
+
+    from . import export, volumes
+    from .phantom import make_phantom_volumes
+
+    head = make_phantom_volumes().t1
+    data, affine = np.asarray(head.dataobj, np.float32), head.affine
+    with tempfile.TemporaryDirectory() as folder:
+        generator, config = export.load_generator(_course_export(Path(folder)))
+    volumes.translate_volume(generator, config, data[:, :, 80:96], affine)  # warm up
+    record = {}
+
+    def translate() -> None:
+        record.update(volumes.translate_volume(generator, config, data, affine)[2])
+
+    seconds = _timed(translate, steps, 0)
+    return {
+        "seconds_per_step": seconds,
+        "images_per_step": record["geometry"]["slices"],
+        "flops_per_step": None,
+        "volume_shape": list(data.shape),
+    }
 
 
 def _measure_translate(steps: int) -> dict[str, Any]:
@@ -340,6 +457,8 @@ def run(quick: bool = False, out: str | os.PathLike = "benchmarks/results") -> d
     """Run every item; write results.json and results.md into `out`; return the results."""
     slow = 3 if quick else 8
     steps = {"ceiling": 10, "reference": slow, "project": slow, "project_float32": slow}
+    steps.update({item: 4 if quick else 10 for item in HEAD_START_ITEMS})
+    steps["volume"] = 1 if quick else 2
     rows = {}
     for item in ITEMS:
         print(f"measuring {item} ...", flush=True)
@@ -360,10 +479,23 @@ def run(quick: bool = False, out: str | os.PathLike = "benchmarks/results") -> d
         / rows["reference"]["images_per_s"],
         "fraction_of_ceiling_float32": rows["project_float32"]["fraction_of_ceiling"],
         "course_images_per_s": rows["course"]["images_per_s"],
+        "course_precision": rows["course"]["precision"],
+        "course_fraction_of_ceiling": rows["course"]["fraction_of_ceiling"],
+        "course_float32_images_per_s": rows["course_float32"]["images_per_s"],
+        "course_float32_fraction_of_ceiling": rows["course_float32"]["fraction_of_ceiling"],
+        "course_float32_vs_course": rows["course_float32"]["images_per_s"]
+        / rows["course"]["images_per_s"],
+        "course_training_minutes": _course_minutes(rows["course"], rows["head_start"]),
+        "course_float32_training_minutes": _course_minutes(
+            rows["course_float32"], rows["head_start_float32"]
+        ),
+        "head_start_images_per_s": rows["head_start"]["images_per_s"],
+        "head_start_float32_images_per_s": rows["head_start_float32"]["images_per_s"],
         "reproducible_vs_course": rows["course_reproducible"]["images_per_s"]
         / rows["course"]["images_per_s"],
         "pipeline_vs_training": rows["pipeline"]["images_per_s"] / rows["course"]["images_per_s"],
         "translate_slices_per_s": rows["translate"]["images_per_s"],
+        "volume_slices_per_s": rows["volume"]["images_per_s"],
         "machine": f"{os.cpu_count()} CPUs",
         "quick": quick,
         "items": rows,
@@ -373,6 +505,18 @@ def run(quick: bool = False, out: str | os.PathLike = "benchmarks/results") -> d
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "results.md").write_text(markdown_table(results))
     return results
+
+
+def _course_minutes(step: dict[str, Any], head_start: dict[str, Any]) -> float:
+    """Minutes the `course` profile's training takes at these speeds: its head start (both
+    generators) and its adversarial steps, nothing else (no data, exports or evaluation)."""
+    from . import profiles
+
+    p = profiles.load_profile("course")
+    seconds = head_start["setup_seconds"]
+    seconds += 2 * p["WARM_START_STEPS"] * head_start["seconds_per_step"]
+    seconds += p["EPOCHS"] * p["STEPS_PER_EPOCH"] * step["seconds_per_step"]
+    return seconds / 60
 
 
 def markdown_table(results: dict[str, Any]) -> str:
@@ -404,10 +548,18 @@ def markdown_table(results: dict[str, Any]) -> str:
         f"{results['speedup_vs_reference_float32']:.2f}x",
         f"- project step at the tutorial configuration: {results['fraction_of_ceiling']:.0%} "
         f"of the float32 conv2d ceiling ({results['fraction_of_ceiling_float32']:.0%} in float32)",
+        f"- course step in float32 vs {results['course_precision']}, images/s: "
+        f"{results['course_float32_vs_course']:.2f}x; of the ceiling: "
+        f"{results['course_fraction_of_ceiling']:.0%} ({results['course_precision']}), "
+        f"{results['course_float32_fraction_of_ceiling']:.0%} (float32)",
+        f"- course training (head start + steps) at these speeds: "
+        f"{results['course_training_minutes']:.1f} min ({results['course_precision']}), "
+        f"{results['course_float32_training_minutes']:.1f} min (float32)",
         "- course step with `REPRODUCIBLE` (ops one at a time) vs without, images/s: "
         f"{results['reproducible_vs_course']:.2f}x",
         f"- input pipeline vs course training consumption: {results['pipeline_vs_training']:.0f}x",
         f"- translate: {results['translate_slices_per_s']:.0f} slices/s",
+        f"- volume translation: {results['volume_slices_per_s']:.0f} axial slices/s",
     ]
     return "\n".join(lines) + "\n"
 

@@ -637,7 +637,17 @@ def distribution_strategy() -> tf.distribute.Strategy:
     environment's TF_CONFIG names several workers (one process of a run across machines),
     MirroredStrategy over all GPUs when there are several, else the default strategy."""
     if len(cluster_workers()) > 1:
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        try:
+            return tf.distribute.MultiWorkerMirroredStrategy()
+        except RuntimeError as error:  # "Collective ops must be configured at program startup"
+            if "startup" not in str(error):
+                raise
+            raise CourseError(
+                "a run across machines (TF_CONFIG) must create its strategy before TensorFlow "
+                "runs anything: call training.distribution_strategy() first (lesson 04 does, at "
+                "the top of its first cell after the parameters), then restart the kernel or "
+                "the process."
+            ) from None
     gpus = tf.config.list_logical_devices("GPU")
     return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
 

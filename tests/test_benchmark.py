@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 
-from mri_helpers import benchmark, models
+import numpy as np
+import pytest
+
+from mri_helpers import benchmark, export, models, profiles, training, volumes
 from mri_helpers._tf import keras
+from mri_helpers.processing import Cleaning
 
 
 def test_reference_is_the_tutorials_architecture() -> None:
@@ -27,6 +31,46 @@ def test_flops_are_counted_from_the_layers() -> None:
     assert benchmark.step_flops(model, model, 2, 3) == 3 * 2 * (
         6 * benchmark.forward_flops(model) + 6 * benchmark.forward_flops(model)
     )
+    # Without an identity loss each generator sees each image twice (translate, cycle).
+    assert benchmark.step_flops(model, model, 2, 3, 2) == 3 * 2 * (
+        4 * benchmark.forward_flops(model) + 6 * benchmark.forward_flops(model)
+    )
+
+
+def test_course_items_train_with_the_course_settings() -> None:
+    """The `course` items use the settings notebook 04 passes to TrainingConfig."""
+    course = profiles.load_profile("course")
+    settings = benchmark.course_settings(course)
+    assert settings == {
+        "learning_rate": course["LEARNING_RATE"],
+        "lambda_cycle": course["LAMBDA_CYCLE"],
+        "identity_weight": course["IDENTITY_WEIGHT"],
+        "generator_average": course["GENERATOR_AVERAGE"],
+    }
+    training.TrainingConfig(1, 1, **settings)  # all of them are TrainingConfig's
+
+
+def test_course_minutes_add_the_head_start_and_the_steps() -> None:
+    course = profiles.load_profile("course")
+    minutes = benchmark._course_minutes(
+        {"seconds_per_step": 0.5}, {"seconds_per_step": 0.2, "setup_seconds": 30.0}
+    )
+    steps = course["EPOCHS"] * course["STEPS_PER_EPOCH"]
+    head_start = 2 * course["WARM_START_STEPS"]
+    assert minutes == pytest.approx((30.0 + 0.2 * head_start + 0.5 * steps) / 60)
+
+
+def test_the_volume_item_translates_with_a_course_export(tmp_path) -> None:
+    """The export the volume item times is the course's (copies averaged, calibrated, cleaned)
+    and `translate_volume` accepts it (on a few slices here)."""
+    generator, config = export.load_generator(benchmark._course_export(tmp_path))
+    assert config["test_time_augmentation"] and config["calibrated"]
+    assert export.cleaning_of(config) == Cleaning()
+    assert volumes.copies_of(generator) is not None
+    data = np.zeros((40, 48, 3), np.float32)
+    data[8:32, 8:40] = 100.0
+    result, _, record = volumes.translate_volume(generator, config, data, np.eye(4), batch_size=3)
+    assert result.shape == data.shape and record["geometry"]["slices"] == 3
 
 
 def test_items_report_what_the_table_needs(tmp_path) -> None:
@@ -36,7 +80,7 @@ def test_items_report_what_the_table_needs(tmp_path) -> None:
         item: {"seconds_per_step": 1.0, "images_per_step": 2, "peak_memory_mib": 100.0}
         for item in benchmark.ITEMS
     }
-    for item in ("ceiling", "reference", *benchmark.FIT_ITEMS):  # the items with FLOPs
+    for item in ("ceiling", "reference", *benchmark.FIT_ITEMS, *benchmark.HEAD_START_ITEMS):
         rows[item]["flops_per_step"] = 4e9
         rows[item]["gflops"], rows[item]["fraction_of_ceiling"] = 4.0, 0.5
     rows["project"]["precision"] = "mixed_bfloat16"
@@ -50,6 +94,16 @@ def test_items_report_what_the_table_needs(tmp_path) -> None:
         "speedup_vs_reference_float32": 1.0,
         "fraction_of_ceiling_float32": 0.5,
         "course_images_per_s": 2.0,
+        "course_precision": "mixed_bfloat16",
+        "course_fraction_of_ceiling": 0.5,
+        "course_float32_images_per_s": 1.0,
+        "course_float32_fraction_of_ceiling": 0.25,
+        "course_float32_vs_course": 0.5,
+        "course_training_minutes": 20.0,
+        "course_float32_training_minutes": 30.0,
+        "head_start_images_per_s": 2.0,
+        "head_start_float32_images_per_s": 1.0,
+        "volume_slices_per_s": 21.0,
         "reproducible_vs_course": 1.0,
         "pipeline_vs_training": 1.0,
         "translate_slices_per_s": 2.0,
@@ -61,4 +115,8 @@ def test_items_report_what_the_table_needs(tmp_path) -> None:
     assert "| project (mixed_bfloat16) | 1.0000 |" in table
     assert "project (mixed_bfloat16) vs tutorial reference (float32)" in table
     assert "`REPRODUCIBLE` (ops one at a time) vs without, images/s: 1.00x" in table
+    assert "course step in float32 vs mixed_bfloat16, images/s: 0.50x" in table
+    assert "50% (mixed_bfloat16), 25% (float32)" in table
+    assert "20.0 min (mixed_bfloat16), 30.0 min (float32)" in table
+    assert "volume translation: 21 axial slices/s" in table
     json.dumps(results)

@@ -39,3 +39,44 @@ def test_cycle_and_identity_losses_by_hand() -> None:
     assert float(losses.cycle_loss(real, cycled)) == pytest.approx(2.5)
     assert float(losses.identity_loss(real, cycled)) == pytest.approx(1.25)
     assert float(losses.cycle_loss(real, real)) == 0.0
+
+
+def test_without_identity_loss_the_step_skips_its_images_and_keeps_its_losses() -> None:
+    """With identity weight 0 (the `course` profile) the training step leaves the identity
+    images out: the losses are those of the step that computes them (dropout and pool on)."""
+    from mri_helpers import models, set_seed, training
+
+    set_seed(0)
+    g = models.GeneratorConfig((8, 16, 32), dropout_blocks=2, full_resolution=4)
+    d = models.DiscriminatorConfig((8, 16, 32))
+    networks = [models.unet_generator(g, 32), models.unet_generator(g, 32)]
+    networks += [models.patchgan_discriminator(d, 32), models.patchgan_discriminator(d, 32)]
+    rng = np.random.default_rng(0)
+    x, y = (rng.uniform(-1, 1, (2, 32, 32, 1)).astype(np.float32) for _ in range(2))
+    calls = []
+    state = [v.numpy() for n in networks for v in n.variables]  # dropout seeds included
+
+    def step_losses(identity_weight: float) -> dict[str, float]:
+        for variable, value in zip((v for n in networks for v in n.variables), state, strict=True):
+            variable.assign(value)
+        config = training.TrainingConfig(1, 1, identity_weight=identity_weight, pool_size=4)
+        model = training.CycleGAN(*networks, config)
+        model.compile_for_training(jit_compile=False)
+        batches = []
+        generator = networks[0]
+        original = generator.call
+        generator.call = lambda images, **kw: (
+            batches.append(images.shape[0]) or original(images, **kw)
+        )
+        try:
+            found = model.compute_losses(x, y, training=True)
+        finally:
+            del generator.call
+        calls.append(batches)
+        return {name: float(value) for name, value in found.items()}
+
+    skipped, computed = step_losses(0.0), step_losses(1e-12)  # 1e-12: computed, ~no weight
+    assert calls == [[2, 2], [4, 2]]  # G on the T1 images (and the T2 ones), then the cycle
+    assert skipped["identity"] == 0.0 and computed["identity"] > 0.0
+    for name in ("g_t1_to_t2", "f_t2_to_t1", "d_t2", "d_t1", "cycle"):
+        assert skipped[name] == pytest.approx(computed[name], rel=1e-5), name
