@@ -273,12 +273,10 @@ class CycleGAN(keras.Model):
         works image by image, so batching them changes nothing in the mathematics.
         """
         c = self.config
-        fake_t2, same_t2 = _halves(
-            self.generator_g(tf.concat([real_t1, real_t2], 0), training=training)
-        )
-        fake_t1, same_t1 = _halves(
-            self.generator_f(tf.concat([real_t2, real_t1], 0), training=training)
-        )
+        # Without an identity loss (weight 0, as in `course`) its images are not computed.
+        identity = c.identity_weight != 0
+        fake_t2, same_t2 = _translate(self.generator_g, real_t1, real_t2, identity, training)
+        fake_t1, same_t1 = _translate(self.generator_f, real_t2, real_t1, identity, training)
         cycled_t1 = self.generator_f(self._hide_nothing(fake_t2, training), training=training)
         cycled_t2 = self.generator_g(self._hide_nothing(fake_t1, training), training=training)
         real_logits_t2, pooled_logits_t2, fake_logits_t2 = self._judge(
@@ -292,8 +290,10 @@ class CycleGAN(keras.Model):
             real_t2, cycled_t2, c.lambda_cycle
         )
         identity_weight = c.identity_weight * c.lambda_cycle
-        identity_g = losses.identity_loss(real_t2, same_t2, identity_weight)
-        identity_f = losses.identity_loss(real_t1, same_t1, identity_weight)
+        identity_g = identity_f = tf.constant(0.0)
+        if identity:
+            identity_g = losses.identity_loss(real_t2, same_t2, identity_weight)
+            identity_f = losses.identity_loss(real_t1, same_t1, identity_weight)
         adversarial_g = losses.generator_adversarial_loss(fake_logits_t2, c.adversarial)
         adversarial_f = losses.generator_adversarial_loss(fake_logits_t1, c.adversarial)
         d_t2 = losses.discriminator_loss(real_logits_t2, pooled_logits_t2, c.adversarial)
@@ -368,6 +368,14 @@ def _across_workers(strategy: tf.distribute.Strategy) -> bool:
         isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
         and strategy.extended._in_multi_worker_mode()
     )
+
+
+def _translate(generator, real, own, identity: bool, training: bool):
+    """`generator` on `real` images (the fakes) and, for the identity loss, on its own
+    contrast's images in the same call; (fakes, same) or, without `identity`, (fakes, None)."""
+    if not identity:
+        return generator(real, training=training), None
+    return _halves(generator(tf.concat([real, own], 0), training=training))
 
 
 def _halves(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
