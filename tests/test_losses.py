@@ -80,3 +80,31 @@ def test_without_identity_loss_the_step_skips_its_images_and_keeps_its_losses() 
     assert skipped["identity"] == 0.0 and computed["identity"] > 0.0
     for name in ("g_t1_to_t2", "f_t2_to_t1", "d_t2", "d_t1", "cycle"):
         assert skipped[name] == pytest.approx(computed[name], rel=1e-5), name
+
+
+def test_the_fresh_fakes_judged_apart_score_as_judged_together() -> None:
+    """With a pool the step judges real and pooled images in one call and the fresh fakes
+    in another: per image the same logits as one call on all of them (instance norm works
+    image by image)."""
+    from mri_helpers import models, set_seed, training
+
+    set_seed(0)
+    d = models.DiscriminatorConfig((8, 16, 32))
+    discriminator = models.patchgan_discriminator(d, 32)
+    generator = models.unet_generator(models.GeneratorConfig((8, 16, 32)), 32)
+    config = training.TrainingConfig(1, 1, pool_size=4)
+    model = training.CycleGAN(generator, generator, discriminator, discriminator, config)
+    model.compile_for_training(jit_compile=False)
+    rng = np.random.default_rng(1)
+    real, fake = (rng.uniform(-1, 1, (2, 32, 32, 1)).astype(np.float32) for _ in range(2))
+    pool = model.pool_t2
+    for _ in range(3):  # fill the pool, so it also hands back older fakes
+        pool(rng.uniform(-1, 1, (2, 32, 32, 1)).astype(np.float32))
+    state = [v.numpy() for v in pool.variables]  # contents, count and random state
+    pooled = pool(fake).numpy()
+    for variable, value in zip(pool.variables, state, strict=True):
+        variable.assign(value)
+    judged = model._judge(discriminator, pool, real, fake, training=True)
+    together = discriminator(np.concatenate([real, pooled, fake]), training=True).numpy()
+    for part, expected in zip(judged, np.split(together, 3), strict=True):
+        np.testing.assert_allclose(part, expected, rtol=1e-5, atol=1e-6)
