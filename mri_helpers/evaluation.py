@@ -433,7 +433,9 @@ def evaluate_volume(
     and the slices outside it.
 
     Both volumes are brought to the grey scale the model was trained on by their own robust
-    scaling (`volumes.robust_scaling`), so no figure depends on a scanner's units. SSIM is the mean
+    scaling (`volumes.robust_scaling`), so no figure depends on a scanner's units; then each
+    candidate (the model, each baseline) gets one gain that matches its head's 95th percentile
+    to the truth's (recorded as `gains`), as a reader sets the window. SSIM is the mean
     over the axial slices that hold head, inside the true volume's head and inside its brain
     region (`processing.brain_region`); PSNR and MAE pool every head voxel. The reversed
     histogram matching baseline is given the true volume's own head histogram: an optimistic
@@ -490,6 +492,16 @@ def evaluate_volume(
         candidates["quantile"].append(quantile_baseline(input_k, input_head, values))
     if not truths:
         raise DataError(f"{truth}: no head found in the true volume; nothing to score.")
+    # One gain per candidate volume matches its head's 95th percentile to the truth's: a
+    # global brightness difference, which a reader's window setting removes, is not scored.
+    true_level = np.percentile(np.concatenate([t[m] for t, m in zip(truths, heads, strict=True)]),
+                               volumes.HEAD_PERCENTILE)  # fmt: skip
+    gains = {}
+    for name, images in candidates.items():
+        inside = np.concatenate([i[m] for i, m in zip(images, heads, strict=True)])
+        level = np.percentile(inside, volumes.HEAD_PERCENTILE)
+        gains[name] = float(true_level / level) if level > 1e-3 else 1.0
+        candidates[name] = [image * gains[name] for image in images]
 
     def scores(chosen: list[int]) -> dict[str, dict[str, float | None]]:
         true, head_masks, brain_masks = ([x[i] for i in chosen] for x in (truths, heads, brains))
@@ -524,6 +536,7 @@ def evaluate_volume(
         "truth": Path(truth).name,
         "direction": direction,
         "axial_slices_scored": len(truths),
+        "gains": gains,
         "volume": whole,
         "translation": record,
         "summary": [line(whole, len(truths), "whole volume")],

@@ -9,8 +9,8 @@ goes the same way there and back:
 2. reorient: the voxel axes are permuted and flipped to the closest canonical orientation
    (`nibabel.orientations`), slices along the axis nearest superior-inferior, rows and
    columns as the model's slices run (`model_geometry`), so a sagittal scan is cut axially;
-3. scale: one linear map per volume, background -> 0 and a percentile inside the head -> the
-   course data's value there (`IntensityScaling`), so scanner units do not matter;
+3. scale: one linear map per volume, background -> 0 and a percentile inside the head -> its
+   value in the model's training slices (`IntensityScaling`), so scanner units do not matter;
 4. resample each slice linearly to the model's pixel size (1 mm), cropped around the head,
    pad it to the network's square (`processing.to_model_geometry`), translate in batches,
    and undo every step in reverse: the output has exactly the input's shape and affine.
@@ -754,7 +754,7 @@ def head_mask_3d(volume: np.ndarray) -> np.ndarray:
 class IntensityScaling:
     """One linear map of a volume's values to the course's 8-bit scale: `background` (the
     median outside the head) -> 0 and `head_value` (the `percentile` inside it) -> `target`
-    (the course data's value there). Scaling or shifting the scan changes both landmarks
+    (the training slices' value there). Scaling or shifting the scan changes both landmarks
     alike, so the result does not change; nothing is clipped here."""
 
     background: float
@@ -873,9 +873,10 @@ class VolumePlan:
             "intensity_scaling": {
                 "method": (
                     "linear: background (median outside the head mask) -> 0, the "
-                    f"{s.percentile:g}th percentile inside the head -> {s.target:g}, the course "
-                    "data's value there; head mask: above a quarter of the way from the 1st "
-                    "percentile to Otsu's threshold, largest connected part, holes filled"
+                    f"{s.percentile:g}th percentile inside the head -> {s.target:g}, the value "
+                    "there in the slices the model was trained on; head mask: above a quarter "
+                    "of the way from the 1st percentile to Otsu's threshold, largest connected "
+                    "part, holes filled"
                 ),
                 "background_value": s.background,
                 "head_percentile": s.percentile,
