@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -101,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--series", help="with --scan: the scan's DICOM series")
     evaluate.add_argument("--truth-series", help="with --truth: the true volume's DICOM series")
+    evaluate.add_argument(
+        "--levels",
+        type=_levels,
+        metavar="LOW,HIGH",
+        help="with --scan: also score the axial slices between these heights (mm) on their own",
+    )
 
     bench = commands.add_parser(
         "bench", help="benchmark against the TensorFlow tutorial's step; write JSON + Markdown"
@@ -243,6 +250,19 @@ def translate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _levels(text: str) -> tuple[float, float]:
+    """`--levels LOW,HIGH`: two heights in mm."""
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not two heights in mm, LOW,HIGH (e.g. 0,50)"
+        ) from None
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise argparse.ArgumentTypeError(f"{text!r}: the heights must be finite numbers")
+    return low, high
+
+
 def evaluate(args: argparse.Namespace) -> int:
     import json
 
@@ -262,8 +282,11 @@ def evaluate(args: argparse.Namespace) -> int:
             if Path(given).exists() and target.exists() and target.samefile(given):
                 raise CourseError(f"--json {target} is one of the volumes; name another file.")
         metrics = evaluate_volume(
-            args.model, args.direction, args.scan, args.truth, args.series, args.truth_series
-        )
+            args.model, args.direction, args.scan, args.truth, args.series, args.truth_series,
+            levels_mm=args.levels,
+        )  # fmt: skip
+    elif args.levels is not None:
+        raise CourseError("--levels scores a volume: use it with --scan, --truth, --direction.")
     else:
         metrics = evaluate_export(args.model, args.data)
     try:

@@ -920,3 +920,25 @@ def test_the_crop_margin_shrinks_so_a_head_that_fits_the_network_is_never_resize
         assert fitted.start[axis] + fitted.size[axis] > box[axis][1]
     tight = volumes.in_plane_grid((233, 197), (1.0, 1.0), (1.0, 1.0), box, max_pixels=160)
     assert tight.size == (207, 171)  # larger than the network: the head alone, resized later
+
+
+def test_evaluate_levels_option_is_checked_and_reaches_the_report(tmp_path: Path, capsys) -> None:
+    from mri_helpers.cli import main as cli_main
+
+    inputs = keras.Input((224, 224, 1), name="image")
+    negation = keras.Model(inputs, keras.layers.Rescaling(-1.0)(inputs))
+    models_dir = tmp_path / "models"
+    export.export_generator(negation, models_dir, "t1-to-t2", 224, saved_model=False)
+    scan, truth = phantom_volumes(tmp_path)
+    out = tmp_path / "volume.json"
+    args = ["evaluate", "--model", str(models_dir), "--json", str(out)]
+    volume = ["--scan", str(scan), "--truth", str(truth), "--direction", "t1-to-t2"]
+    assert cli_main([*args, *volume, "--levels", "1,3"]) == 0
+    assert "levels 1 to 3 mm (3 axial slices" in capsys.readouterr().out
+    assert json.loads(out.read_text())["levels"]["range_mm"] == [1.0, 3.0]
+    for bad in ("1", "a,b", "1,nan"):
+        with pytest.raises(SystemExit):
+            cli_main([*args, *volume, "--levels", bad])
+        assert "--levels" in capsys.readouterr().err
+    assert cli_main([*args, "--data", "phantom", "--levels", "0,50"]) == 2
+    assert "--levels scores a volume" in capsys.readouterr().err
