@@ -66,6 +66,8 @@ RUN_PATTERNS = (
     "quality.csv",
     "held_out_t1.png",
     "untrained_generator.keras",
+    "scan",
+    "time_budget.json",
     ".write-test",
 )
 
