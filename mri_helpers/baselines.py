@@ -70,6 +70,11 @@ def warm_start(
         return float("nan")
     data = tf.data.Dataset.from_tensor_slices((sources, targets))
     data = data.shuffle(len(sources), seed=seed).repeat().batch(batch_size, drop_remainder=True)
+    strategy = generator.distribute_strategy  # the one its variables were made under
+    with strategy.scope():
+        distributed = tf.distribute.has_strategy()  # False for the default strategy
+    if distributed:
+        return _distributed_warm_start(generator, strategy, data, steps, learning_rate)
     optimizer = loss_scaled(keras.optimizers.Adam(learning_rate, beta_1=0.5))
     variables = generator.trainable_variables
 
@@ -84,6 +89,53 @@ def warm_start(
     loss = float("nan")
     for x, y in data.take(steps):
         loss = float(step(x, y))
+    return loss
+
+
+def _distributed_warm_start(
+    generator: keras.Model,
+    strategy: tf.distribute.Strategy,
+    data: tf.data.Dataset,
+    steps: int,
+    learning_rate: float,
+) -> float:
+    """`warm_start` for a generator made under a `tf.distribute` strategy (lesson 04 on
+    several GPUs or machines): the same steps on the same global batches, each replica
+    computing its share of every batch and the gradients summed over the replicas, as
+    `CycleGAN.train_step` does. Every replica and worker applies the same summed gradients
+    to the same starting weights, so all end with the same generator."""
+    replicas = strategy.num_replicas_in_sync
+    batch_size = data.element_spec[0].shape[0]
+    if batch_size % replicas:
+        raise ValueError(
+            f"batch_size={batch_size} must be a multiple of the {replicas} replicas training "
+            "together, so that each gets an equal share of every batch."
+        )
+    variables = generator.trainable_variables
+    with strategy.scope():  # its slots mirrored like the generator's, made before the steps
+        optimizer = loss_scaled(keras.optimizers.Adam(learning_rate, beta_1=0.5))
+        optimizer.build(variables)
+
+    def replica_step(x, y):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.abs(generator(x, training=True) - y))
+            # Gradients are summed over the replicas: each contributes its share.
+            scaled = optimizer.scale_loss(loss / replicas)
+        optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables, strict=True))
+        return loss
+
+    @tf.function
+    def step(batch):
+        losses = strategy.run(replica_step, args=batch)
+        return strategy.reduce(tf.distribute.ReduceOp.MEAN, losses, axis=None)
+
+    # Every worker builds the same seeded pipeline; each reads its replicas' share of it.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    batches = iter(strategy.experimental_distribute_dataset(data.with_options(options)))
+    loss = float("nan")
+    for _ in range(steps):
+        loss = float(step(next(batches)))
     return loss
 
 

@@ -360,6 +360,17 @@ def _not_about_retracing(record: logging.LogRecord) -> bool:
     return "triggered tf.function retracing" not in record.getMessage()
 
 
+def _replicated(model: keras.Model) -> bool:
+    """Whether `model` predicts under a strategy with several replicas (lesson 04 on several
+    GPUs or machines). Its predict functions then run the batch on every replica and join
+    the replicas' outputs, so the images that come back do not match the batch one to one
+    (twice as many under MirroredStrategy on two devices), and across machines the joining is
+    a collective every worker must take part in. A plain call computes the whole batch in
+    this process, with the weights all replicas share; one process alone keeps
+    `predict_on_batch`, as before."""
+    return model.distribute_strategy.num_replicas_in_sync > 1
+
+
 def translate_through(
     chain: Sequence[keras.Model],
     slices: Sequence[Slice],
@@ -377,7 +388,10 @@ def translate_through(
         # predict_on_batch, not predict(): a compiled call without a tf.data pipeline; a
         # third faster than eager calls here.
         for generator in chain:
-            batch = generator.predict_on_batch(batch)
+            if _replicated(generator):
+                batch = generator(batch, training=False)
+            else:
+                batch = generator.predict_on_batch(batch)
         return np.asarray(batch)
 
     logger = tf.get_logger()

@@ -248,3 +248,37 @@ def test_a_strategy_across_machines_made_too_late_is_a_clear_error() -> None:
         env={**BASE_ENV, "TF_CONFIG": json.dumps(config)},
     )  # fmt: skip
     assert "must create its strategy before TensorFlow runs anything" in done.stdout, done.stderr
+
+
+# --- lesson 04 around fit() under several replicas ----------------------------------------
+def test_head_start_and_callbacks_work_under_two_replicas(tmp_path) -> None:
+    """Lesson 04 under MirroredStrategy on two logical CPUs (one process; the strategy's
+    replicas behave as several GPUs'): the head start trains both replicas' generators to the
+    same weights, those of one process on the same batches; the callbacks that translate
+    held-out slices inside fit() (QualityOverTime, SampleImages, PeriodicExport, calibrated and
+    with test-time copies) and `translate`, also inside the strategy's scope, give one image
+    per slice, equal to the network's outside the strategy."""
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("distributed_step.py")), "lesson",
+         str(tmp_path)],
+        capture_output=True, text=True, timeout=600, env=BASE_ENV,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    printed = dict(line.split() for line in done.stdout.splitlines() if line.count(" ") == 1)
+    value = lambda key: float(printed[key])  # noqa: E731
+    assert value("head_start_replica_difference") == 0.0
+    assert value("head_start_difference") < 1e-5 < value("head_start_moved")
+    assert value("head_start_loss_difference") < 1e-5
+    held_out = int(printed["held_out"])
+    for key in ("translated_in_scope", "translated", "exported_translated"):
+        assert int(printed[key]) == held_out, key
+    assert value("translate_difference") == 0
+    rows = (tmp_path / "quality.csv").read_text().splitlines()
+    assert len(rows) == 2 and all(-1 <= float(s) <= 1 for s in rows[1].split(",")[2:])
+    from PIL import Image
+
+    sample = Image.open(tmp_path / "samples" / "epoch_001.png")
+    assert sample.size == (3 * 32, 4 * 32)  # three slices, four rows: T1, G(T1), T2, F(T2)
+    for direction in ("t1-to-t2", "t2-to-t1"):
+        config = json.loads((tmp_path / "models" / direction / "model.json").read_text())
+        assert config["calibrated"] and config["epoch"] == 1
