@@ -34,6 +34,7 @@ import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -1024,23 +1025,45 @@ def run_plan(
     synthetic = np.zeros(oriented.shape, np.float32)
     spread = np.zeros(oriented.shape, np.float32) if uncertainty else None
     model_size = Geometry(*plan.grid.size)
-    with tqdm(total=len(oriented), desc=description, unit="slice", disable=None) as progress:
-        for first in range(0, len(oriented), batch_size):
-            planes = oriented[first : first + batch_size]
-            scaled = [plan.scaling.apply(plan.grid.to_model(p)) for p in planes]
-            scaled = [np.clip(s, 0.0, 255.0) for s in scaled]
-            cleaned = [clean_slice(s, cleaning) if cleaning else s for s in scaled]
-            inputs = np.stack([to_model_geometry(c / 127.5 - 1.0, size) for c in cleaned])
-            outputs, spreads = network(inputs[..., None])
-            for i, source in enumerate(scaled):
-                mask = head_mask(source) if cleaning and cleaning.mask_background else None
+    masked = bool(cleaning and cleaning.mask_background)
+
+    def prepared(first: int) -> tuple[list[int], list[np.ndarray], np.ndarray | None]:
+        """Batch `first`: the indices worth translating, their slices on the course scale, and
+        the network's inputs. With a masking export, a slice without head comes out all 0
+        whatever the network says, so it is left out."""
+        indices, sources, inputs = [], [], []
+        for k in range(first, min(first + batch_size, len(oriented))):
+            scaled = np.clip(plan.scaling.apply(plan.grid.to_model(oriented[k])), 0.0, 255.0)
+            if masked and not head_mask(scaled).any():
+                continue
+            cleaned = clean_slice(scaled, cleaning) if cleaning else scaled
+            indices.append(k)
+            sources.append(scaled)
+            inputs.append(to_model_geometry(cleaned / 127.5 - 1.0, size))
+        return indices, sources, np.stack(inputs)[..., None] if inputs else None
+
+    # The next batch is prepared (resampled, scaled, denoised) in a thread while the network
+    # runs on this one: both release Python's lock for their heavy parts.
+    firsts = range(0, len(oriented), batch_size)
+    with (
+        ThreadPoolExecutor(max_workers=1) as preparer,
+        tqdm(total=len(oriented), desc=description, unit="slice", disable=None) as progress,
+    ):
+        pending = preparer.submit(prepared, 0)
+        for number, first in enumerate(firsts):
+            indices, sources, inputs = pending.result()
+            if number + 1 < len(firsts):
+                pending = preparer.submit(prepared, firsts[number + 1])
+            outputs, spreads = network(inputs) if inputs is not None else (None, None)
+            for i, (k, source) in enumerate(zip(indices, sources, strict=True)):
+                mask = head_mask(source) if masked else None
                 for result, target in ((outputs, synthetic), (spreads, spread)):
                     if result is None:
                         continue
                     image = np.clip(to_original_geometry(result[i], model_size), 0.0, 255.0)
                     image = np.where(mask, image, 0.0) if mask is not None else image
-                    target[first + i] = plan.grid.to_input(image)
-            progress.update(len(planes))
+                    target[k] = plan.grid.to_input(image)
+            progress.update(min(batch_size, len(oriented) - first))
     return (
         plan.orientation.undo(synthetic),
         None if spread is None else plan.orientation.undo(spread),
