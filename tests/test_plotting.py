@@ -40,3 +40,17 @@ def test_volumes_are_shown_in_three_views_each_uncertainty_as_a_heat_map(tmp_pat
     texts = {t.get_text() for a in figure.axes for t in a.texts}
     assert {"input", "uncertainty"} <= texts
     plt.close(figure)
+
+
+def test_the_interactive_volume_viewer_embeds_a_coarser_copy() -> None:
+    import nibabel as nib
+
+    x, y, z = np.meshgrid(*(np.linspace(-1, 1, n) for n in (120, 144, 96)), indexing="ij")
+    head = np.where(
+        x**2 + y**2 + z**2 < 0.8, 100.0 + 100.0 * np.sin(9 * x) * np.cos(7 * y), 0.0
+    ).astype(np.float32)
+    image = nib.Nifti1Image(head, np.diag([1.0, 1.0, 1.0, 1.0]))
+    fine = mh.plotting.view_volume(image, "fine", voxel_mm=1.0, cut_coords=(60, 72, 48))
+    coarse = mh.plotting.view_volume(image, "coarse", voxel_mm=4.0, cut_coords=(60, 72, 48))
+    assert "coarse" in str(coarse.html)
+    assert len(str(coarse.html)) < 0.6 * len(str(fine.html))  # 1 mm embeds 64x the voxels
