@@ -73,7 +73,7 @@ def quantile_table(generated: np.ndarray, real: np.ndarray) -> np.ndarray:
     return np.interp(np.linspace(-1, 1, TABLE_SIZE), levels, targets)
 
 
-def head_levels(images: np.ndarray, masks_from: np.ndarray | None = None) -> np.ndarray:
+def head_values(images: np.ndarray, masks_from: np.ndarray | None = None) -> np.ndarray:
     """Grey levels inside the head of prepared images (N, S, S, 1) in [-1, 1]; the head is
     found on `masks_from` (default: the images themselves), e.g. a generator's inputs."""
     masks_from = images if masks_from is None else masks_from
@@ -92,7 +92,7 @@ def fit_calibration(
             for i in range(0, len(sources), batch_size)
         ]
     )
-    table = quantile_table(head_levels(outputs, sources), head_levels(targets))
+    table = quantile_table(head_values(outputs, sources), head_values(targets))
     return IntensityCalibration(table, name="calibration")
 
 

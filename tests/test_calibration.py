@@ -109,9 +109,9 @@ def test_fit_undoes_a_squeezing_generator_on_course_slices(course_t1) -> None:
     squeeze = affine(0.5, -0.2, 64)
     layer = calibration.fit_calibration(squeeze, course_t1, course_t1)
     restored = calibration.calibrated(squeeze, layer)(course_t1).numpy()
-    truth = calibration.head_levels(course_t1)
-    error = np.abs(calibration.head_levels(restored, course_t1) - truth)
-    squeezed = np.abs(calibration.head_levels(squeeze(course_t1).numpy(), course_t1) - truth)
+    truth = calibration.head_values(course_t1)
+    error = np.abs(calibration.head_values(restored, course_t1) - truth)
+    squeezed = np.abs(calibration.head_values(squeeze(course_t1).numpy(), course_t1) - truth)
     assert squeezed.mean() > 0.15 and error.mean() < 0.01  # 0.01: about one grey level
 
 
@@ -151,14 +151,14 @@ def test_exports_are_calibrated_on_training_images_and_scored_both_ways(
         shipped, config = export.load_generator(tmp_path / "calibrated", direction)
         assert config["calibrated"] is True and config["test_time_augmentation"] is True
         # On its training images, the export's grey levels land on the target contrast's.
-        made = calibration.head_levels(shipped(train[source]).numpy(), train[source])
-        real = calibration.head_levels(train[target])
+        made = calibration.head_values(shipped(train[source]).numpy(), train[source])
+        real = calibration.head_values(train[target])
         landmarks = [0.1, 0.25, 0.5, 0.75, 0.9]
         np.testing.assert_allclose(
             np.quantile(made, landmarks), np.quantile(real, landmarks), atol=0.03
         )
         network = calibration.without_calibration(shipped)(train[source]).numpy()
-        before = calibration.head_levels(network, train[source])
+        before = calibration.head_values(network, train[source])
         assert stats.wasserstein_distance(made, real) < stats.wasserstein_distance(before, real)
         plain, config = export.load_generator(tmp_path / "plain", direction)
         assert config["calibrated"] is False and calibration.calibration_of(plain) is None
