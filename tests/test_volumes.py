@@ -799,10 +799,7 @@ def test_a_volume_is_scored_against_its_paired_truth(tmp_path: Path, capsys) -> 
     by another name, so both score alike; the brain is scored apart from the head."""
     from mri_helpers.cli import main as cli_main
 
-    inputs = keras.Input((224, 224, 1), name="image")
-    negation = keras.Model(inputs, keras.layers.Rescaling(-1.0)(inputs))
-    models_dir = tmp_path / "models"
-    export.export_generator(negation, models_dir, "t1-to-t2", 224, saved_model=False)
+    models_dir = negation_export(tmp_path)
     scan, truth = phantom_volumes(tmp_path)
     out = tmp_path / "volume.json"
     args = ["evaluate", "--model", str(models_dir), "--json", str(out)]
@@ -829,10 +826,7 @@ def test_a_volume_is_scored_at_chosen_levels_and_outside_them(tmp_path: Path) ->
     the heights come from the affine (here the volume starts 10 mm up, at 1 mm a slice)."""
     from mri_helpers.evaluation import evaluate_volume
 
-    inputs = keras.Input((224, 224, 1), name="image")
-    negation = keras.Model(inputs, keras.layers.Rescaling(-1.0)(inputs))
-    models_dir = tmp_path / "models"
-    export.export_generator(negation, models_dir, "t1-to-t2", 224, saved_model=False)
+    models_dir = negation_export(tmp_path)
     raised = np.eye(4)
     raised[2, 3] = 10.0
     scan, truth = (
@@ -892,10 +886,7 @@ def test_the_phantom_head_through_a_model_keeps_the_mni152_geometry(tmp_path: Pa
 
     from mri_helpers.phantom import make_phantom_volumes
 
-    inputs = keras.Input((224, 224, 1), name="image")
-    negation = keras.Model(inputs, keras.layers.Rescaling(-1.0)(inputs))
-    models_dir = tmp_path / "models"
-    export.export_generator(negation, models_dir, "t1-to-t2", 224, saved_model=False)
+    models_dir = negation_export(tmp_path)
     files = make_phantom_volumes().write(tmp_path / "phantom")
     [output] = volumes.translate_volume_files(models_dir, "t1-to-t2", [files["t1"]], tmp_path)
     assert_same_geometry(output, files["t1"])
@@ -925,10 +916,7 @@ def test_the_crop_margin_shrinks_so_a_head_that_fits_the_network_is_never_resize
 def test_evaluate_levels_option_is_checked_and_reaches_the_report(tmp_path: Path, capsys) -> None:
     from mri_helpers.cli import main as cli_main
 
-    inputs = keras.Input((224, 224, 1), name="image")
-    negation = keras.Model(inputs, keras.layers.Rescaling(-1.0)(inputs))
-    models_dir = tmp_path / "models"
-    export.export_generator(negation, models_dir, "t1-to-t2", 224, saved_model=False)
+    models_dir = negation_export(tmp_path)
     scan, truth = phantom_volumes(tmp_path)
     out = tmp_path / "volume.json"
     args = ["evaluate", "--model", str(models_dir), "--json", str(out)]
@@ -942,3 +930,12 @@ def test_evaluate_levels_option_is_checked_and_reaches_the_report(tmp_path: Path
         assert "--levels" in capsys.readouterr().err
     assert cli_main([*args, "--data", "phantom", "--levels", "0,50"]) == 2
     assert "--levels scores a volume" in capsys.readouterr().err
+
+
+def negation_export(tmp_path: Path) -> Path:
+    """A t1-to-t2 export at the course's 224 px that turns its input upside down."""
+    inputs = keras.Input((224, 224, 1), name="image")
+    negation = keras.Model(inputs, keras.layers.Rescaling(-1.0)(inputs))
+    models_dir = tmp_path / "models"
+    export.export_generator(negation, models_dir, "t1-to-t2", 224, saved_model=False)
+    return models_dir
