@@ -15,7 +15,8 @@ memory and thread pools do not leak between them):
    bit-identical runs; head_start (and head_start_float32): the generators' head start;
 5. translate: the exported generator's inference (copies averaged, calibrated as the course
    exports it), slices per second through the whole translate path; volume: a whole phantom
-   head through `volumes.translate_volume` with such an export, axial slices per second;
+   head through `volumes.translate_volume` with such an export, axial slices per second, at
+   "auto" (volume) and in float32 (volume_float32);
    pipeline: the input pipeline's images per second.
 
 Timings on shared machines are noisy, so results are ratios within one run. FLOPs are counted
@@ -33,6 +34,7 @@ import resource
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +45,16 @@ from ._tf import keras, tf
 # Through fit(); "float32" items run with MIXED_PRECISION off, the others at "auto".
 FIT_ITEMS = ("project", "project_float32", "course", "course_float32", "course_reproducible")
 HEAD_START_ITEMS = ("head_start", "head_start_float32")
-ITEMS = ("ceiling", "reference", *FIT_ITEMS, *HEAD_START_ITEMS, "translate", "volume", "pipeline")
+VOLUME_ITEMS = ("volume", "volume_float32")
+ITEMS = (
+    "ceiling",
+    "reference",
+    *FIT_ITEMS,
+    *HEAD_START_ITEMS,
+    "translate",
+    *VOLUME_ITEMS,
+    "pipeline",
+)
 
 
 # --- FLOP counting -------------------------------------------------------------------------
@@ -220,8 +231,8 @@ def measure(item: str, steps: int) -> dict[str, Any]:
         return _measure_head_start(steps, "off" if item.endswith("float32") else "auto")
     if item == "translate":
         return _measure_translate(steps)
-    if item == "volume":
-        return _measure_volume(steps)
+    if item in VOLUME_ITEMS:
+        return _measure_volume(steps, "off" if item.endswith("float32") else "auto")
     if item == "pipeline":
         return _measure_pipeline(steps)
     raise ValueError(f"unknown item {item!r}; use one of {ITEMS}")
@@ -368,9 +379,10 @@ def _course_export(folder: Path) -> Path:
     )
 
 
-def _measure_volume(steps: int) -> dict[str, Any]:
+def _measure_volume(steps: int, mixed_precision: str) -> dict[str, Any]:
     """`volumes.translate_volume` on the phantom's whole T1 head (197 x 233 x 189 voxels) with
-    a `course` export: axial slices per second, reorientation and rescaling included."""
+    a `course` export, the network at `mixed_precision`: axial slices per second,
+    reorientation and rescaling included."""
     import tempfile
 
     from . import export, volumes
@@ -380,11 +392,12 @@ def _measure_volume(steps: int) -> dict[str, Any]:
     data, affine = np.asarray(head.dataobj, np.float32), head.affine
     with tempfile.TemporaryDirectory() as folder:
         generator, config = export.load_generator(_course_export(Path(folder)))
-    volumes.translate_volume(generator, config, data[:, :, 80:96], affine)  # warm up
+    translate_volume = partial(volumes.translate_volume, mixed_precision=mixed_precision)
+    translate_volume(generator, config, data[:, :, 80:96], affine)  # warm up
     record = {}
 
     def translate() -> None:
-        record.update(volumes.translate_volume(generator, config, data, affine)[2])
+        record.update(translate_volume(generator, config, data, affine)[2])
 
     seconds = _timed(translate, steps, 0)
     return {
@@ -392,6 +405,7 @@ def _measure_volume(steps: int) -> dict[str, Any]:
         "images_per_step": record["geometry"]["slices"],
         "flops_per_step": None,
         "volume_shape": list(data.shape),
+        "precision": record["computed_in"],
     }
 
 
@@ -460,7 +474,7 @@ def run(quick: bool = False, out: str | os.PathLike = "benchmarks/results") -> d
     slow = 3 if quick else 8
     steps = {"ceiling": 10, "reference": slow, "project": slow, "project_float32": slow}
     steps.update({item: 10 if quick else 30 for item in HEAD_START_ITEMS})
-    steps["volume"] = 1 if quick else 2
+    steps.update({item: 1 if quick else 2 for item in VOLUME_ITEMS})
     rows = {}
     for item in ITEMS:
         print(f"measuring {item} ...", flush=True)
@@ -498,6 +512,8 @@ def run(quick: bool = False, out: str | os.PathLike = "benchmarks/results") -> d
         "pipeline_vs_training": rows["pipeline"]["images_per_s"] / rows["course"]["images_per_s"],
         "translate_slices_per_s": rows["translate"]["images_per_s"],
         "volume_slices_per_s": rows["volume"]["images_per_s"],
+        "volume_precision": rows["volume"]["precision"],
+        "volume_float32_slices_per_s": rows["volume_float32"]["images_per_s"],
         "machine": f"{os.cpu_count()} CPUs",
         "quick": quick,
         "items": rows,
@@ -561,7 +577,9 @@ def markdown_table(results: dict[str, Any]) -> str:
         f"{results['reproducible_vs_course']:.2f}x",
         f"- input pipeline vs course training consumption: {results['pipeline_vs_training']:.0f}x",
         f"- translate: {results['translate_slices_per_s']:.0f} slices/s",
-        f"- volume translation: {results['volume_slices_per_s']:.0f} axial slices/s",
+        f"- volume translation: {results['volume_slices_per_s']:.0f} axial slices/s "
+        f"({results['volume_precision']}), {results['volume_float32_slices_per_s']:.0f} "
+        "(float32)",
     ]
     return "\n".join(lines) + "\n"
 

@@ -84,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     translate.add_argument("--series", help="DICOM: the series (UID or number) to translate")
     translate.add_argument("--volume", type=int, help="4-D NIfTI: the volume (0-based) to take")
+    translate.add_argument(
+        "--mixed-precision",
+        choices=["auto", "on", "off"],
+        help="volumes: the network's precision, as MIXED_PRECISION (auto: bfloat16 on a CPU "
+        "that computes it, float16 on a GPU, else float32; off: float32)",
+    )
 
     evaluate = commands.add_parser(
         "evaluate", help="measure exported generators on held-out slices; write JSON"
@@ -107,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=_levels,
         metavar="LOW,HIGH",
         help="with --scan: also score the axial slices between these heights (mm) on their own",
+    )
+    evaluate.add_argument(
+        "--mixed-precision",
+        choices=["auto", "on", "off"],
+        help="with --scan: the network's precision, as for translate (default auto)",
     )
 
     bench = commands.add_parser(
@@ -238,11 +249,16 @@ def translate(args: argparse.Namespace) -> int:
         written = translate_volume_files(
             args.model, args.direction, scans, args.out, overwrite=args.overwrite,
             uncertainty=args.uncertainty, series=args.series, volume=args.volume,
+            mixed_precision=args.mixed_precision or "auto",
         )  # fmt: skip
         print(f"translated {len(written)} volume(s) {args.direction} into {args.out}")
         return 0
     if args.uncertainty or args.series is not None or args.volume is not None:
         raise CourseError("--uncertainty, --series and --volume apply to volumes only.")
+    if args.mixed_precision is not None:
+        raise CourseError(
+            "--mixed-precision applies to volumes; PNG slices are translated in float32."
+        )
     written = translate_files(
         args.model, args.direction, args.inputs, args.out, overwrite=args.overwrite
     )
@@ -283,10 +299,13 @@ def evaluate(args: argparse.Namespace) -> int:
                 raise CourseError(f"--json {target} is one of the volumes; name another file.")
         metrics = evaluate_volume(
             args.model, args.direction, args.scan, args.truth, args.series, args.truth_series,
-            levels_mm=args.levels,
+            levels_mm=args.levels, mixed_precision=args.mixed_precision or "auto",
         )  # fmt: skip
-    elif args.levels is not None:
-        raise CourseError("--levels scores a volume: use it with --scan, --truth, --direction.")
+    elif args.levels is not None or args.mixed_precision is not None:
+        raise CourseError(
+            "--levels and --mixed-precision score a volume: use them with --scan, --truth, "
+            "--direction."
+        )
     else:
         metrics = evaluate_export(args.model, args.data)
     try:

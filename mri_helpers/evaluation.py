@@ -424,6 +424,7 @@ def evaluate_volume(
     series: str | None = None,
     truth_series: str | None = None,
     levels_mm: tuple[float, float] | None = None,
+    mixed_precision: str = "auto",
 ) -> dict:
     """A scan translated with an export, scored against a paired true volume of the other
     contrast lying on the same voxel grid, next to the two classical baselines.
@@ -456,8 +457,9 @@ def evaluate_volume(
             "with nilearn.image.resample_to_img."
         )
     synthetic, _, record = volumes.translate_volume(
-        generator, config, scan_volume.voxels(), scan_volume.affine
-    )
+        generator, config, scan_volume.voxels(), scan_volume.affine,
+        mixed_precision=mixed_precision,
+    )  # fmt: skip
 
     levels = volumes.model_head_levels(config)  # the grey scale the model was trained on
 

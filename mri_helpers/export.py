@@ -52,7 +52,7 @@ def float32_copy(model: keras.Model) -> keras.Model:
     every user of the export compute in 16 bits (slow, or unsupported, on many CPUs). The
     weights are float32 either way, so they are copied unchanged."""
     config = keras.saving.serialize_keras_object(model)
-    float32_config = _float32_policies(config)
+    float32_config = _with_policy(config, "float32")
     if float32_config == config:
         return model
     copy = keras.saving.deserialize_keras_object(float32_config)
@@ -60,13 +60,30 @@ def float32_copy(model: keras.Model) -> keras.Model:
     return copy
 
 
-def _float32_policies(config: Any) -> Any:
+def computing_in(model: keras.Model, policy: str) -> keras.Model:
+    """`model` (a functional model) computing under the Keras dtype policy `policy`, e.g.
+    "mixed_bfloat16" for inference where the processor computes bfloat16 natively; its
+    output layers stay in float32, as in training under mixed precision. Same weights."""
+    if policy == "float32":
+        return float32_copy(model)
+    config = _with_policy(keras.saving.serialize_keras_object(model), policy)
+    outputs = config["config"]["output_layers"]  # [name, node, tensor], or a list of them
+    names = {outputs[0]} if isinstance(outputs[0], str) else {o[0] for o in outputs}
+    for layer in config["config"]["layers"]:
+        if layer["config"]["name"] in names:
+            layer["config"] = _with_policy(layer["config"], "float32")
+    copy = keras.saving.deserialize_keras_object(config)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _with_policy(config: Any, policy: str) -> Any:
     if isinstance(config, dict):
         if config.get("class_name") == "DTypePolicy":
-            return {**config, "config": {**config["config"], "name": "float32"}}
-        return {key: _float32_policies(value) for key, value in config.items()}
+            return {**config, "config": {**config["config"], "name": policy}}
+        return {key: _with_policy(value, policy) for key, value in config.items()}
     if isinstance(config, list):
-        return [_float32_policies(value) for value in config]
+        return [_with_policy(value, policy) for value in config]
     return config
 
 

@@ -88,19 +88,38 @@ def noise_sigma(image: np.ndarray, mask: np.ndarray | None = None) -> float:
     return float(np.asarray(image, np.float64)[far].mean() / np.sqrt(np.pi / 2))
 
 
-def clean_slice(image: np.ndarray, cleaning: Cleaning = Cleaning()) -> np.ndarray:
-    """Denoise and/or zero the background of one stored slice; same shape and dtype."""
+NLM_REACH = 6 + 5 // 2  # clean_slice's non-local means: search distance + half a patch
+
+
+def _box(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
+    """The bounding box of `mask`'s True pixels, `margin` pixels wider (inside the image)."""
+    box = []
+    for axis in (1, 0):
+        found = np.flatnonzero(mask.any(axis=axis))
+        box.append(slice(max(0, found[0] - margin), found[-1] + 1 + margin))
+    return tuple(box)
+
+
+def clean_slice(
+    image: np.ndarray, cleaning: Cleaning = Cleaning(), mask: np.ndarray | None = None
+) -> np.ndarray:
+    """Denoise and/or zero the background of one stored slice; same shape and dtype.
+    `mask`: the slice's `head_mask`, when the caller has it already."""
     if not (cleaning.denoise or cleaning.mask_background):
         return image
-    mask = head_mask(image)
-    result = np.asarray(image, np.float32)
+    mask = head_mask(image) if mask is None else mask
+    result = np.array(image, np.float32)  # a copy: the box is denoised in place
     sigma = noise_sigma(image, mask) if cleaning.denoise else 0.0
-    if sigma > 0.5:  # below half a grey level there is nothing worth removing
+    if sigma > 0.5 and mask.any():  # below half a grey level nothing is worth removing
         # skimage's non-local means: each pixel becomes a weighted mean of pixels whose 5x5
         # neighbourhoods look alike, within 13x13; h = 0.8 sigma is its documented default.
-        result = denoise_nl_means(
-            result, h=0.8 * sigma, sigma=sigma, patch_size=5, patch_distance=6, fast_mode=True
-        )
+        # A pixel's result depends on pixels up to 6 + 2 away, so with the background masked
+        # only the head's box and that margin need denoising (the same values up to rounding).
+        box = _box(mask, NLM_REACH) if cleaning.mask_background else np.s_[:, :]
+        result[box] = denoise_nl_means(
+            result[box], h=0.8 * sigma, sigma=sigma, patch_size=5, patch_distance=6,
+            fast_mode=True,
+        )  # fmt: skip
     if cleaning.mask_background:
         result = np.where(mask, result, 0.0)
     top = np.iinfo(image.dtype).max if np.issubdtype(image.dtype, np.integer) else None

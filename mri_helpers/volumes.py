@@ -34,7 +34,7 @@ import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -56,9 +56,16 @@ from tqdm.auto import tqdm
 
 from . import __version__, test_time
 from ._tf import keras
-from .calibration import calibration_of, without_calibration
+from .calibration import calibrated, calibration_of, without_calibration
 from .errors import DataError, DataProblems, ModelFileError
-from .export import DIRECTIONS, check_output_folder, check_outputs, cleaning_of, load_generator
+from .export import (
+    DIRECTIONS,
+    check_output_folder,
+    check_outputs,
+    cleaning_of,
+    computing_in,
+    load_generator,
+)
 from .processing import (
     Geometry,
     clean_slice,
@@ -66,6 +73,7 @@ from .processing import (
     to_model_geometry,
     to_original_geometry,
 )
+from .training import precision_policy
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
@@ -694,6 +702,14 @@ class InPlaneGrid:
 def _resample(image: np.ndarray, ratio: np.ndarray, offset: np.ndarray, shape) -> np.ndarray:
     """Output pixel p samples the image at ratio * p + offset (per axis), linearly."""
     image = np.asarray(image, np.float32)
+    if np.all(ratio == 1.0) and np.all(offset == np.round(offset)):
+        # Whole pixels, no scaling (the course's 1 mm slices of a 1 mm scan): interpolation
+        # would return the pixels themselves, so take them (edges repeated, as "nearest").
+        rows, cols = (
+            np.clip(np.arange(n) + int(o), 0, m - 1)
+            for n, o, m in zip(shape, np.round(offset), image.shape, strict=True)
+        )
+        return image[np.ix_(rows, cols)]
     sigma = np.maximum(0.0, (ratio - 1.0) / 2.0)
     if np.any(sigma > 0.01):
         image = ndimage.gaussian_filter(image, sigma, mode="nearest")
@@ -965,27 +981,36 @@ def copies_of(model: keras.Model) -> tuple[tuple[int, int, bool], ...] | None:
 
 
 class _Network:
-    """Runs an export on batches of model-size images; with `copies`, each copy separately
-    (the network inside, on that copy, its move and mirror undone), so their spread is known."""
+    """Runs an export on batches of model-size images, its network computing under Keras's
+    dtype `policy`; `with_spread`, each test-time copy separately (its move and mirror
+    undone), so that their spread is known."""
 
-    def __init__(self, model: keras.Model, batch_size: int, with_copies: bool):
-        self.model, self.batch_size = model, batch_size
-        self.copies = copies_of(model) if with_copies else None
-        if self.copies is not None:
-            self.calibration = calibration_of(model)
-            self.network = test_time.without_copies(without_calibration(model))
-            self.moves = [
-                (test_time.ShiftedMirroredCopies([c]), test_time.AverageOfCopies([c]))
-                for c in self.copies
-            ]
+    def __init__(
+        self, model: keras.Model, batch_size: int, with_spread: bool, policy: str = "float32"
+    ):
+        self.batch_size, self.with_spread = batch_size, with_spread
+        self.copies = copies_of(model)
+        self.calibration = calibration_of(model)
+        inner = test_time.without_copies(without_calibration(model))
+        self.network = computing_in(inner, policy)
+        self.model = model
+        if self.network is not inner:  # the export again, around the network's copy
+            if self.copies:
+                self.model = test_time.averaged_over_copies(self.network, self.copies)
+            if self.calibration is not None:
+                self.model = calibrated(self.model, self.calibration)
+        self.moves = [
+            (test_time.ShiftedMirroredCopies([c]), test_time.AverageOfCopies([c]))
+            for c in self.copies or ()
+        ]
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """(B, S, S, 1) in [-1, 1] -> the export's output and, with copies, the per-pixel
+        """(B, S, S, 1) in [-1, 1] -> the export's output and, `with_spread`, the per-pixel
         standard deviation of the copies' outputs, both (B, S, S) on the 0..255 scale."""
         count = len(images)
         padded = np.zeros((self.batch_size, *images.shape[1:]), np.float32) - 1.0
         padded[:count] = images  # one batch shape: one trace of the predict function
-        if self.copies is None:
+        if not (self.with_spread and self.copies):
             output = np.asarray(self.model.predict_on_batch(padded))[:count, ..., 0]
             return (output + 1.0) * 127.5, None
         restored = []
@@ -1009,13 +1034,15 @@ def run_plan(
     uncertainty: bool = False,
     batch_size: int = BATCH_SIZE,
     description: str = "volume",
+    policy: str = "float32",
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Translate `data` as `plan` says, `batch_size` axial slices at a time: the synthetic
-    volume (float32, the input's shape, 0..255) and, with `uncertainty`, the spread of the
-    export's test-time copies (same shape)."""
+    """Translate `data` as `plan` says, `batch_size` axial slices at a time, the network
+    computing under Keras's dtype `policy`: the synthetic volume (float32, the input's shape,
+    0..255) and, with `uncertainty`, the spread of the export's test-time copies (same
+    shape)."""
     size = config["image_size"]
     cleaning = cleaning_of(config)
-    network = _Network(generator, batch_size, uncertainty)
+    network = _Network(generator, batch_size, uncertainty, policy)
     if uncertainty and network.copies is None:
         raise ModelFileError(
             "uncertainty needs an export that averages test-time copies "
@@ -1027,43 +1054,61 @@ def run_plan(
     model_size = Geometry(*plan.grid.size)
     masked = bool(cleaning and cleaning.mask_background)
 
-    def prepared(first: int) -> tuple[list[int], list[np.ndarray], np.ndarray | None]:
-        """Batch `first`: the indices worth translating, their slices on the course scale, and
-        the network's inputs. With a masking export, a slice without head comes out all 0
-        whatever the network says, so it is left out."""
-        indices, sources, inputs = [], [], []
-        for k in range(first, min(first + batch_size, len(oriented))):
-            scaled = np.clip(plan.scaling.apply(plan.grid.to_model(oriented[k])), 0.0, 255.0)
-            if masked and not head_mask(scaled).any():
-                continue
-            cleaned = clean_slice(scaled, cleaning) if cleaning else scaled
-            indices.append(k)
-            sources.append(scaled)
-            inputs.append(to_model_geometry(cleaned / 127.5 - 1.0, size))
-        return indices, sources, np.stack(inputs)[..., None] if inputs else None
+    def prepared(k: int) -> tuple[int, np.ndarray | None, np.ndarray] | None:
+        """Axial slice `k` as (index, head mask, network input); None for a slice without
+        head under a masking export: it comes out all 0 whatever the network says."""
+        scaled = np.clip(plan.scaling.apply(plan.grid.to_model(oriented[k])), 0.0, 255.0)
+        mask = head_mask(scaled) if cleaning else None
+        if masked and not mask.any():
+            return None
+        cleaned = clean_slice(scaled, cleaning, mask) if cleaning else scaled
+        return k, mask if masked else None, to_model_geometry(cleaned / 127.5 - 1.0, size)
 
-    # The next batch is prepared (resampled, scaled, denoised) in a thread while the network
-    # runs on this one: both release Python's lock for their heavy parts.
+    def finish(k: int, mask: np.ndarray | None, outputs: list[np.ndarray | None]) -> None:
+        """Slice `k`'s network outputs back on the input's grid (0 outside its head)."""
+        for result, target in zip(outputs, (synthetic, spread), strict=True):
+            if result is not None:
+                image = np.clip(to_original_geometry(result, model_size), 0.0, 255.0)
+                image = np.where(mask, image, 0.0) if mask is not None else image
+                target[k] = plan.grid.to_input(image)
+
+    def translate(batch: list[tuple[int, np.ndarray | None, np.ndarray]]) -> list[Future]:
+        outputs, spreads = network(np.stack([image for _, _, image in batch])[..., None])
+        return [
+            preparer.submit(finish, k, mask, [outputs[i], None if spreads is None else spreads[i]])
+            for i, (k, mask, _) in enumerate(batch)
+        ]
+
+    # While the network runs on a batch, a thread per processor prepares (resamples, scales,
+    # denoises) the next batch's slices and finishes the last one's: all of them release
+    # Python's lock for their heavy parts. Batches are always full (but the last): the slices
+    # left out leave no holes in them.
     firsts = range(0, len(oriented), batch_size)
+    waiting: list[tuple[int, np.ndarray | None, np.ndarray]] = []
+    finishing: list[Future] = []
+
+    def submit(first: int) -> list[Future]:
+        return [
+            preparer.submit(prepared, k)
+            for k in range(first, min(first + batch_size, len(oriented)))
+        ]
+
     with (
-        ThreadPoolExecutor(max_workers=1) as preparer,
+        ThreadPoolExecutor(max_workers=min(batch_size, os.cpu_count() or 1)) as preparer,
         tqdm(total=len(oriented), desc=description, unit="slice", disable=None) as progress,
     ):
-        pending = preparer.submit(prepared, 0)
+        pending = submit(0)
         for number, first in enumerate(firsts):
-            indices, sources, inputs = pending.result()
-            if number + 1 < len(firsts):
-                pending = preparer.submit(prepared, firsts[number + 1])
-            outputs, spreads = network(inputs) if inputs is not None else (None, None)
-            for i, (k, source) in enumerate(zip(indices, sources, strict=True)):
-                mask = head_mask(source) if masked else None
-                for result, target in ((outputs, synthetic), (spreads, spread)):
-                    if result is None:
-                        continue
-                    image = np.clip(to_original_geometry(result[i], model_size), 0.0, 255.0)
-                    image = np.where(mask, image, 0.0) if mask is not None else image
-                    target[k] = plan.grid.to_input(image)
+            waiting += [item for item in (f.result() for f in pending) if item]
+            last = number + 1 == len(firsts)
+            if not last:
+                pending = submit(firsts[number + 1])
+            while len(waiting) >= batch_size or (last and waiting):
+                finishing += translate(waiting[:batch_size])
+                waiting = waiting[batch_size:]
             progress.update(min(batch_size, len(oriented) - first))
+        for done in finishing:
+            done.result()
     return (
         plan.orientation.undo(synthetic),
         None if spread is None else plan.orientation.undo(spread),
@@ -1077,13 +1122,18 @@ def translate_volume(
     affine: np.ndarray,
     uncertainty: bool = False,
     batch_size: int = BATCH_SIZE,
+    mixed_precision: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
     """Translate one volume (X, Y, Z) lying at `affine` with a loaded export and its config:
-    the synthetic volume, the copies' spread (with `uncertainty`) and the plan's record."""
+    the synthetic volume, the copies' spread (with `uncertainty`) and the plan's record.
+    `mixed_precision` as the course's MIXED_PRECISION (`training.precision_policy`)."""
     contrast = DIRECTIONS[config["direction"]][0]
     plan = plan_volume(np.asarray(data, np.float32), affine, config, contrast)
-    result, spread = run_plan(generator, config, plan, data, uncertainty, batch_size)
-    return result, spread, plan.record()
+    policy = precision_policy(mixed_precision)
+    result, spread = run_plan(
+        generator, config, plan, data, uncertainty, batch_size, policy=policy
+    )
+    return result, spread, {**plan.record(), "computed_in": policy}
 
 
 # --- writing --------------------------------------------------------------------------------
@@ -1209,6 +1259,7 @@ def translate_volume_files(
     series: str | None = None,
     volume: int | None = None,
     batch_size: int = BATCH_SIZE,
+    mixed_precision: str = "auto",
 ) -> list[Path]:
     """Translate NIfTI volumes and DICOM series with an exported generator into `out_dir`.
 
@@ -1222,6 +1273,9 @@ def translate_volume_files(
     calibrated error bar, and says nothing of how far the synthetic image is from a real
     scan. `series` picks a series (UID or series number) in DICOM folders holding several;
     `volume` one volume (0-based) of 4-D NIfTI files (3-D files and DICOM ignore it).
+    `mixed_precision` ("auto", "on", "off"), as the course's MIXED_PRECISION: "auto" runs the
+    network in bfloat16 on a CPU that computes it natively (as the course trained there), in
+    float16 on a GPU, in float32 elsewhere; the sidecar records which (`computed_in`).
 
     Everything is checked before anything is written: the model, every input's voxels and
     geometry, every output (none may replace an input or another input's output; existing
@@ -1231,6 +1285,7 @@ def translate_volume_files(
     """
     if direction not in DIRECTIONS:
         raise ValueError(f"unknown direction {direction!r}; use one of {list(DIRECTIONS)}")
+    policy = precision_policy(mixed_precision)
     generator, config = load_generator(model, direction)
     model_record = _model_record(model, config)  # checks the slice geometry keys
     if uncertainty and copies_of(generator) is None:
@@ -1281,7 +1336,7 @@ def translate_volume_files(
     written = []
     for scan, plan, paths in zip(scans, plans, outputs, strict=True):
         result, spread = run_plan(
-            generator, config, plan, scan.voxels(), uncertainty, batch_size, scan.name
+            generator, config, plan, scan.voxels(), uncertainty, batch_size, scan.name, policy
         )
         scan.data = None
         sidecar = {
@@ -1299,6 +1354,7 @@ def translate_volume_files(
                 "geometry": "the input's own voxel grid: same shape, affine, qform and sform",
             },
             **plan.record(),
+            "computed_in": policy,
             "uncertainty": (
                 {
                     "file": paths["uncertainty"].name,

@@ -104,6 +104,8 @@ def test_items_report_what_the_table_needs(tmp_path) -> None:
         "head_start_images_per_s": 2.0,
         "head_start_float32_images_per_s": 1.0,
         "volume_slices_per_s": 21.0,
+        "volume_precision": "mixed_bfloat16",
+        "volume_float32_slices_per_s": 18.0,
         "reproducible_vs_course": 1.0,
         "pipeline_vs_training": 1.0,
         "translate_slices_per_s": 2.0,
@@ -118,5 +120,5 @@ def test_items_report_what_the_table_needs(tmp_path) -> None:
     assert "course step in float32 vs mixed_bfloat16, images/s: 0.50x" in table
     assert "50% (mixed_bfloat16), 25% (float32)" in table
     assert "20.0 min (mixed_bfloat16), 30.0 min (float32)" in table
-    assert "volume translation: 21 axial slices/s" in table
+    assert "volume translation: 21 axial slices/s (mixed_bfloat16), 18 (float32)" in table
     json.dumps(results)

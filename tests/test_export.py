@@ -244,3 +244,27 @@ def test_mixed_precision_generators_export_as_float32(tmp_path: Path) -> None:
         np.testing.assert_array_equal(a, b)
     x = np.random.default_rng(0).uniform(-1, 1, (2, SIZE, SIZE, 1)).astype(np.float32)
     np.testing.assert_allclose(loaded(x), generator(x), atol=0.05)  # bfloat16's precision
+
+
+def test_a_float32_generator_computes_in_bfloat16_with_the_same_weights() -> None:
+    """`computing_in` gives the network for bfloat16 inference: every layer in the mixed
+    policy but the output, which stays float32 as in training; weights unchanged."""
+    keras.utils.set_random_seed(1)
+    generator = models.unet_generator(CONFIG, SIZE, name="float")
+    assert export.computing_in(generator, "float32") is generator
+    mixed = export.computing_in(generator, "mixed_bfloat16")
+
+    def leaves(model):
+        for layer in model.layers:
+            yield from leaves(layer) if hasattr(layer, "layers") else [layer]
+
+    *inner, output = (layer for layer in leaves(mixed) if not layer.name.startswith("image"))
+    assert output.dtype_policy.name == "float32" and output.name == "tanh"
+    assert {layer.dtype_policy.name for layer in inner} == {"mixed_bfloat16"}
+    for a, b in zip(mixed.get_weights(), generator.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, SIZE, SIZE, 1)).astype(np.float32)
+    y = mixed.predict_on_batch(x)
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, generator.predict_on_batch(x), atol=0.05)
+    assert not np.array_equal(y, generator.predict_on_batch(x))  # it does compute in 16 bits

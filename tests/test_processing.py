@@ -134,3 +134,25 @@ def test_pipeline_without_augmentation_yields_the_prepared_images(course) -> Non
     assert sorted(map(float, x.sum(axis=(1, 2, 3)))) == pytest.approx(
         sorted(map(float, t1.sum(axis=(1, 2, 3)))), rel=1e-5
     )
+
+
+def test_denoising_only_the_heads_box_changes_nothing_in_the_head() -> None:
+    """With the background masked, non-local means runs on the head's box and its reach
+    only: inside the head the result is the whole slice's, up to float rounding."""
+    from skimage.restoration import denoise_nl_means
+
+    image = mh.phantom.make_phantom(4, seed=3).t1[2].astype(np.float32)  # Rician noise
+    mask = P.head_mask(image)
+    rows = np.flatnonzero(mask.any(axis=1))
+    assert rows[0] > P.NLM_REACH or rows[-1] < len(image) - P.NLM_REACH  # a box to cut
+    sigma = P.noise_sigma(image, mask)
+    whole = denoise_nl_means(
+        image, h=0.8 * sigma, sigma=sigma, patch_size=5, patch_distance=6, fast_mode=True
+    )
+    given = image.copy()
+    cleaned = P.clean_slice(image, P.Cleaning(denoise=True, mask_background=True))
+    np.testing.assert_array_equal(image, given)  # the input is left as it was
+    np.testing.assert_allclose(cleaned[mask], whole[mask], atol=1e-3)
+    assert np.all(cleaned[~mask] == 0) and np.abs(cleaned[mask] - image[mask]).mean() > 1
+    unmasked = P.clean_slice(image, P.Cleaning(denoise=True, mask_background=False))
+    np.testing.assert_allclose(unmasked, whole, atol=1e-3)  # the background denoised too

@@ -284,6 +284,32 @@ def test_the_slices_are_translated_in_batches(exports, monkeypatch) -> None:
     assert record["geometry"]["slices"] == 11
 
 
+def test_slices_without_head_leave_no_holes_in_the_batches(tmp_path, monkeypatch) -> None:
+    """With a masking export, a slice without head is 0 without a network pass, and the
+    batches are filled with the slices that have one."""
+    folder = export.export_generator(
+        _identity(), tmp_path / "m", "t1-to-t2", SIZE,
+        {"cleaning": {"denoise": False, "mask_background": True}}, False,
+    )  # fmt: skip
+    generator, config = export.load_generator(folder)
+    gaps = head((40, 48, 11))
+    gaps[..., 1::2] = 0  # slices 0, 2, ..., 10 keep their head: 6 of 11
+    shapes = []
+    predict = generator.predict_on_batch
+    monkeypatch.setattr(
+        generator, "predict_on_batch", lambda x: shapes.append(x.shape) or predict(x)
+    )
+    affine = ras_affine(shape=(40, 48, 11))
+    one_by_one, _, _ = volumes.translate_volume(generator, config, gaps, affine, batch_size=1)
+    assert len(shapes) == 6
+    shapes.clear()
+    result, _, _ = volumes.translate_volume(generator, config, gaps, affine, batch_size=4)
+    assert shapes == [(4, SIZE, SIZE, 1)] * 2  # 4 + 2 (padded), not 2 + 2 + 2
+    assert np.all(result[..., 1::2] == 0)
+    assert result[..., ::2].std() > 1
+    np.testing.assert_array_equal(result, one_by_one)
+
+
 def test_the_network_sees_course_slices_as_the_course_stores_them(monkeypatch) -> None:
     """The phantom's slices, stacked into a volume with their true geometry (rows posterior
     -> anterior, columns left -> right, 1 mm): the network receives each slice exactly as the
@@ -509,6 +535,32 @@ def test_the_uncertainty_map_is_the_spread_of_the_copies(exports, tmp_path: Path
     assert uncertainty.exists()
     translate(exports["averaged"], [source], tmp_path / "out", overwrite=True)
     assert not uncertainty.exists() and output.exists()
+
+
+def test_the_network_precision_is_chosen_and_recorded(exports, tmp_path: Path) -> None:
+    """`mixed_precision`: "off" computes in float32 exactly as the export does; "on" in
+    bfloat16 (on a CPU), within bfloat16's rounding of it; the sidecar says which."""
+    source = save(head(), ras_affine(), tmp_path / "scan.nii.gz")
+    results = {}
+    for setting in ("off", "on"):
+        [output] = translate(
+            exports["averaged"], [source], tmp_path / setting, mixed_precision=setting,
+            uncertainty=True,
+        )  # fmt: skip
+        sidecar = json.loads(output.with_name("scan_t2w-synthetic.json").read_text())
+        results[setting] = (sidecar["computed_in"], nib.load(output).get_fdata())
+    assert results["off"][0] == "float32" and results["on"][0] == "mixed_bfloat16"
+    generator, config = export.load_generator(exports["averaged"])
+    exact, _, record = volumes.translate_volume(
+        generator, config, head(), ras_affine(), mixed_precision="off"
+    )
+    assert record["computed_in"] == "float32"
+    np.testing.assert_allclose(results["off"][1], exact, atol=1e-3)
+    difference = np.abs(results["on"][1] - results["off"][1])
+    assert 0 < difference.max() < 8 and difference.mean() < 0.5  # grey levels of 0..255
+    with pytest.raises(ValueError, match="mixed precision 'half'"):
+        translate(exports["averaged"], [source], tmp_path / "half", mixed_precision="half")
+    assert not (tmp_path / "half").exists()
 
 
 def test_uncertainty_needs_an_export_with_copies(exports, tmp_path: Path) -> None:
@@ -778,7 +830,9 @@ def test_the_translate_command_takes_volumes(exports, tmp_path: Path, capsys) ->
     assert "either PNG slices or volumes" in capsys.readouterr().err
     assert cli_main([*args, str(png), "--out", str(tmp_path / "o3"), "--volume", "0"]) == 2
     assert "apply to volumes only" in capsys.readouterr().err
-    assert not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
+    assert cli_main([*args, str(png), "--out", str(tmp_path / "o4"), "--mixed-precision", "on"])
+    assert "--mixed-precision applies to volumes" in capsys.readouterr().err
+    assert not any((tmp_path / name).exists() for name in ("o2", "o3", "o4"))
 
 
 def phantom_volumes(tmp_path: Path, levels: int = 6) -> tuple[Path, Path]:
@@ -929,7 +983,7 @@ def test_evaluate_levels_option_is_checked_and_reaches_the_report(tmp_path: Path
             cli_main([*args, *volume, "--levels", bad])
         assert "--levels" in capsys.readouterr().err
     assert cli_main([*args, "--data", "phantom", "--levels", "0,50"]) == 2
-    assert "--levels scores a volume" in capsys.readouterr().err
+    assert "--levels and --mixed-precision score a volume" in capsys.readouterr().err
 
 
 def negation_export(tmp_path: Path) -> Path:
