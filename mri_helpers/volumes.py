@@ -33,6 +33,7 @@ import json
 import math
 import os
 import tempfile
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -980,6 +981,10 @@ def copies_of(model: keras.Model) -> tuple[tuple[int, int, bool], ...] | None:
     return None
 
 
+# An export's network and the export rebuilt around it, per dtype policy (see _Network).
+_IN_POLICY: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 class _Network:
     """Runs an export on batches of model-size images, its network computing under Keras's
     dtype `policy`; `with_spread`, each test-time copy separately (its move and mirror
@@ -991,14 +996,21 @@ class _Network:
         self.batch_size, self.with_spread = batch_size, with_spread
         self.copies = copies_of(model)
         self.calibration = calibration_of(model)
-        inner = test_time.without_copies(without_calibration(model))
-        self.network = computing_in(inner, policy)
-        self.model = model
-        if self.network is not inner:  # the export again, around the network's copy
-            if self.copies:
-                self.model = test_time.averaged_over_copies(self.network, self.copies)
-            if self.calibration is not None:
-                self.model = calibrated(self.model, self.calibration)
+        built = _IN_POLICY.get(model, {}).get(policy)  # once per export: a copy traces anew
+        if built is None:
+            inner = test_time.without_copies(without_calibration(model))
+            network = computing_in(inner, policy)
+            built = network, model
+            if network is not inner:  # the export again, around the network's copy
+                whole = (
+                    test_time.averaged_over_copies(network, self.copies)
+                    if self.copies
+                    else network
+                )
+                if self.calibration is not None:
+                    whole = calibrated(whole, self.calibration)
+                built = _IN_POLICY.setdefault(model, {})[policy] = network, whole
+        self.network, self.model = built
         self.moves = [
             (test_time.ShiftedMirroredCopies([c]), test_time.AverageOfCopies([c]))
             for c in self.copies or ()

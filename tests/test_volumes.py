@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+from functools import partial
 from pathlib import Path
 
 import nibabel as nib
@@ -277,8 +278,9 @@ def test_the_slices_are_translated_in_batches(exports, monkeypatch) -> None:
     )
     data = head((40, 48, 11))
     result, spread, record = volumes.translate_volume(
-        generator, config, data, ras_affine(shape=(40, 48, 11)), batch_size=4
-    )
+        generator, config, data, ras_affine(shape=(40, 48, 11)), batch_size=4,
+        mixed_precision="off",
+    )  # fmt: skip
     assert shapes == [(4, SIZE, SIZE, 1)] * 3  # 11 slices: 4 + 4 + 3 (padded)
     assert result.shape == data.shape and result.dtype == np.float32 and spread is None
     assert record["geometry"]["slices"] == 11
@@ -300,10 +302,11 @@ def test_slices_without_head_leave_no_holes_in_the_batches(tmp_path, monkeypatch
         generator, "predict_on_batch", lambda x: shapes.append(x.shape) or predict(x)
     )
     affine = ras_affine(shape=(40, 48, 11))
-    one_by_one, _, _ = volumes.translate_volume(generator, config, gaps, affine, batch_size=1)
+    translate_volume = partial(volumes.translate_volume, mixed_precision="off")  # patched
+    one_by_one, _, _ = translate_volume(generator, config, gaps, affine, batch_size=1)
     assert len(shapes) == 6
     shapes.clear()
-    result, _, _ = volumes.translate_volume(generator, config, gaps, affine, batch_size=4)
+    result, _, _ = translate_volume(generator, config, gaps, affine, batch_size=4)
     assert shapes == [(4, SIZE, SIZE, 1)] * 2  # 4 + 2 (padded), not 2 + 2 + 2
     assert np.all(result[..., 1::2] == 0)
     assert result[..., ::2].std() > 1
@@ -325,7 +328,9 @@ def test_the_network_sees_course_slices_as_the_course_stores_them(monkeypatch) -
     seen = []
     monkeypatch.setattr(identity, "predict_on_batch", lambda x: seen.append(x) or x)
     config = {"image_size": size, "direction": "t1-to-t2"}
-    result, _, record = volumes.translate_volume(identity, config, data, np.eye(4))
+    result, _, record = volumes.translate_volume(
+        identity, config, data, np.eye(4), mixed_precision="off"
+    )
     gain = record["intensity_scaling"]["gain"]
     background = record["intensity_scaling"]["background_value"]
     for given, stored in zip(seen[0], slices, strict=False):  # the batch is padded to 16
@@ -556,6 +561,8 @@ def test_the_network_precision_is_chosen_and_recorded(exports, tmp_path: Path) -
     )
     assert record["computed_in"] == "float32"
     np.testing.assert_allclose(results["off"][1], exact, atol=1e-3)
+    network = volumes._Network(generator, 4, False, "mixed_bfloat16")  # built once per export
+    assert volumes._Network(generator, 4, False, "mixed_bfloat16").model is network.model
     difference = np.abs(results["on"][1] - results["off"][1])
     assert 0 < difference.max() < 8 and difference.mean() < 0.5  # grey levels of 0..255
     with pytest.raises(ValueError, match="mixed precision 'half'"):
