@@ -18,7 +18,9 @@ goes the same way there and back:
 Oblique scans are cut along the voxel axes closest to axial; the obliquity (recorded in the
 sidecar) is not resampled away, so nothing is interpolated across slices. Thick slices are
 translated one by one as they are. Slices go through the network `BATCH_SIZE` at a time,
-so TensorFlow never holds more than a batch; a progress bar counts them.
+so TensorFlow never holds more than a batch; a progress bar counts them. The network computes
+at the course's MIXED_PRECISION ("auto": bfloat16 on a CPU that computes it natively), while
+a thread per processor prepares the next batch (`run_plan`).
 
 Each output comes with a JSON sidecar: that it is synthetic, the model, how the intensities
 were scaled (and what fraction had to be clipped), the resampling and, if asked for, what the
