@@ -110,7 +110,8 @@ def clean_slice(
     mask = head_mask(image) if mask is None else mask
     result = np.array(image, np.float32)  # a copy: the box is denoised in place
     sigma = noise_sigma(image, mask) if cleaning.denoise else 0.0
-    if sigma > 0.5 and mask.any():  # below half a grey level nothing is worth removing
+    masked_away = cleaning.mask_background and not mask.any()  # all 0 whatever the noise
+    if sigma > 0.5 and not masked_away:  # below half a grey level nothing is worth removing
         # skimage's non-local means: each pixel becomes a weighted mean of pixels whose 5x5
         # neighbourhoods look alike, within 13x13; h = 0.8 sigma is its documented default.
         # A pixel's result depends on pixels up to 6 + 2 away, so with the background masked
