@@ -51,28 +51,25 @@ def float32_copy(model: keras.Model) -> keras.Model:
     """`model` computing in float32: a model trained with mixed precision should not make
     every user of the export compute in 16 bits (slow, or unsupported, on many CPUs). The
     weights are float32 either way, so they are copied unchanged."""
-    config = keras.saving.serialize_keras_object(model)
-    float32_config = _with_policy(config, "float32")
-    if float32_config == config:
-        return model
-    copy = keras.saving.deserialize_keras_object(float32_config)
-    copy.set_weights(model.get_weights())
-    return copy
+    return computing_in(model, "float32")
 
 
 def computing_in(model: keras.Model, policy: str) -> keras.Model:
-    """`model` (a functional model) computing under the Keras dtype policy `policy`, e.g.
-    "mixed_bfloat16" for inference where the processor computes bfloat16 natively; its
-    output layers stay in float32, as in training under mixed precision. Same weights."""
-    if policy == "float32":
-        return float32_copy(model)
-    config = _with_policy(keras.saving.serialize_keras_object(model), policy)
-    outputs = config["config"]["output_layers"]  # [name, node, tensor], or a list of them
-    names = {outputs[0]} if isinstance(outputs[0], str) else {o[0] for o in outputs}
-    for layer in config["config"]["layers"]:
-        if layer["config"]["name"] in names:
-            layer["config"] = _with_policy(layer["config"], "float32")
-    copy = keras.saving.deserialize_keras_object(config)
+    """`model` computing under the Keras dtype policy `policy` (itself if it already does),
+    e.g. "mixed_bfloat16" for inference where the processor computes bfloat16 natively; the
+    output layers of a functional model stay in float32, as in training under mixed
+    precision. Same weights."""
+    config = keras.saving.serialize_keras_object(model)
+    changed = _with_policy(config, policy)
+    if policy != "float32":
+        outputs = changed["config"]["output_layers"]  # [name, node, tensor], or a list
+        names = {outputs[0]} if isinstance(outputs[0], str) else {o[0] for o in outputs}
+        for layer in changed["config"]["layers"]:
+            if layer["config"]["name"] in names:
+                layer["config"] = _with_policy(layer["config"], "float32")
+    if changed == config:
+        return model
+    copy = keras.saving.deserialize_keras_object(changed)
     copy.set_weights(model.get_weights())
     return copy
 
