@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import profiles
+from . import fileio, profiles
 from .data import AUTO, PHANTOM, describe, find_data, load_dataset
 from .errors import CourseError
 
@@ -136,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_output_places(args)
         if args.command == "check-data":
             return check_data(args.path)
         if args.command == "run":
@@ -148,9 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return evaluate(args)
         if args.command == "bench":
             from .benchmark import run as run_benchmark
-            from .export import check_output_folder
 
-            check_output_folder(Path(args.out))
             results = run_benchmark(quick=args.quick, out=args.out)
             print((Path(args.out) / "results.md").read_text())
             return 0 if results else 1
@@ -158,6 +156,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 1
+
+
+def check_output_places(args: argparse.Namespace) -> None:
+    """The output-first rule: every place a command will write is checked (a folder or file
+    that exists or can be made, writable, not a special file, not an input) before any work,
+    so that no result is lost at the end. `fileio.check_output_folder` / `check_output_file`
+    hold the rule; a new command names its output places here."""
+    command = args.command
+    if command == "run" and args.out:
+        inputs = [args.data] if args.data not in (AUTO, PHANTOM) else []
+        fileio.check_output_folder(args.out, "--out", inputs)
+    elif command == "translate":
+        fileio.check_output_folder(args.out, "--out", [args.model, *args.inputs])
+    elif command == "evaluate":
+        given = [args.model, args.scan, args.truth]
+        inputs = [*given, args.data] if args.data not in ("course", PHANTOM) else given
+        fileio.check_output_file(args.json, "--json", [p for p in inputs if p])
+    elif command == "bench":
+        fileio.check_output_folder(args.out, "--out")
+    elif command == "publish":
+        from .data import project_root
+
+        for folder in ("notebooks", "docs"):
+            fileio.check_output_folder(project_root() / folder, "publish's target")
 
 
 def check_data(path: str | None) -> int:
@@ -284,8 +306,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
     from .evaluation import evaluate_export
 
-    target = Path(args.json)
-    check_writable_file(target, "--json")  # before the work, so no result is lost
+    target = Path(args.json)  # checked before the work (check_output_places)
     if args.scan or args.truth:
         from .evaluation import evaluate_volume
 
@@ -294,9 +315,6 @@ def evaluate(args: argparse.Namespace) -> int:
                 "a volume is scored with --scan SCAN --truth TRUE_VOLUME --direction "
                 "t1-to-t2|t2-to-t1, all three."
             )
-        for given in (args.scan, args.truth):
-            if Path(given).exists() and target.exists() and target.samefile(given):
-                raise CourseError(f"--json {target} is one of the volumes; name another file.")
         metrics = evaluate_volume(
             args.model, args.direction, args.scan, args.truth, args.series, args.truth_series,
             levels_mm=args.levels, mixed_precision=args.mixed_precision or "auto",
@@ -319,20 +337,6 @@ def evaluate(args: argparse.Namespace) -> int:
         print(line)
     print(f"wrote {args.json}")
     return 0
-
-
-def check_writable_file(path: Path, option: str) -> None:
-    """Refuse a file path whose folder is missing, which is a folder, or cannot be written."""
-    if path.is_dir():
-        raise CourseError(f"{option} {path} is a folder; name a file, e.g. {path / 'out.json'}.")
-    if path.parent.exists() and not path.parent.is_dir():
-        raise CourseError(f"{option} {path}: {path.parent} is a file, not a folder.")
-    if not path.parent.is_dir():
-        raise CourseError(
-            f"{option} {path}: the folder {path.parent} does not exist; create it first."
-        )
-    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise CourseError(f"{option} {path} cannot be written; choose a writable place.")
 
 
 def publish(run_dir: str) -> int:

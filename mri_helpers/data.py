@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import DataError, DataProblems
+from .fileio import kind_of, read_stream_bounded, why_not_a_file
 
 MODALITIES = ("t1", "t2")
 COURSE_ZIP_NAME = "MRI+T1_T2+Dataset.zip"
@@ -202,8 +203,12 @@ def load_phantom(num_slices: int = 48, **options) -> MRIDataset:
 def read_course_data(path: str | os.PathLike) -> MRIDataset:
     """Read and validate every slice of a course zip or folder; raise on any problem."""
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{str(path)!r} does not exist.")
+    kind = kind_of(path)
+    if kind not in ("a file", "a folder"):
+        what = "does not exist" if kind == "missing" else f"is {kind}"
+        raise DataError(
+            f"{str(path)!r} {what}; pass the course zip ({COURSE_ZIP_NAME}) or its folder."
+        )
     if path.is_dir():
         return _build_dataset(str(path.resolve()), list(_folder_entries(path)))
     if path.is_file() and zipfile.is_zipfile(path):
@@ -242,9 +247,9 @@ def read_slice(path: str | os.PathLike, modality: str) -> Slice:
 
 def _read_file(path: Path) -> tuple[np.ndarray, tuple[str, ...], tuple[int, int] | None]:
     try:
-        if not path.is_file():
-            what = "is not a file" if path.exists() else "does not exist"
-            raise DataError(f"{path} {what}; pass PNG slice files or folders holding them.")
+        problem = why_not_a_file(path)
+        if problem is not None:
+            raise DataError(f"{path} {problem}; pass PNG slice files or folders holding them.")
         size = path.stat().st_size  # checked before a single byte is read
         return _decode(b"", size) if size > MAX_FILE_BYTES else _decode(_read_bounded(path))
     except OSError as error:
@@ -337,8 +342,9 @@ def _zip_entries(archive: zipfile.ZipFile, path: Path) -> Iterator[Entry]:
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
     """One member's bytes; a damaged member is a DataError (collected with the others)."""
-    try:
-        return archive.read(info)
+    try:  # a chunk at a time: the header's size may lie (fileio.read_stream_bounded)
+        with archive.open(info) as member:
+            return read_stream_bounded(member, info.file_size, MAX_FILE_BYTES, "the zip entry")
     except RuntimeError as error:  # encrypted (password required) or a missing decompressor
         raise DataError(f"cannot be read from the zip ({error})") from None
     except NotImplementedError as error:

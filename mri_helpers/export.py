@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from . import fileio
 from ._tf import keras, tf
 from .calibration import calibrated, fit_calibration
 from .data import Slice, natural_key, read_slice, repeated
@@ -44,6 +45,9 @@ GENERATOR_FILE = "generator.keras"
 CONFIG_FILE = "model.json"
 DIRECTIONS = {"t1-to-t2": ("t1", "t2"), "t2-to-t1": ("t2", "t1")}  # export folder: (from, to)
 CLEANING_KEYS = {"denoise", "mask_background"}
+# The largest generator file read: the `full` profile's is about 220 MiB; an archive announcing
+# more is refused before Keras opens it (fileio.MEMORY_BOUND_BYTES).
+MAX_MODEL_BYTES = 512 << 20
 
 
 # --- writing exports ------------------------------------------------------------------------
@@ -219,8 +223,18 @@ def load_model(path: str | os.PathLike) -> keras.Model:
     module.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"no model file at {path}; pass the .keras file a run exported.")
+    problem = fileio.why_not_a_file(path)
+    if problem is not None:
+        raise ModelFileError(f"{path} {problem}; pass the .keras file a run exported.")
+    try:  # every member read once, bounded, before Keras trusts the archive's sizes
+        fileio.check_zip_members(path, MAX_MODEL_BYTES, "Keras model file")
+    except DataError as error:
+        raise ModelFileError(
+            f"{error} Pass the generator.keras a run exported."
+            if "zip" not in str(error).lower()
+            else f"{path} is not a Keras model file (not a .keras zip archive); pass the "
+            "generator.keras a run exported."
+        ) from None
     try:
         return keras.models.load_model(path, safe_mode=True)
     except ValueError as error:
@@ -293,15 +307,15 @@ def load_generator(path: str | os.PathLike, direction: str | None = None):
 
 def read_export_config(path: Path) -> dict[str, Any]:
     """An export's model.json, with every value the course relies on checked."""
-    if not path.is_file():
+    if fileio.kind_of(path) == "missing":
         raise ModelFileError(
             f"{path.parent} has no {CONFIG_FILE}, so the image size and direction the model "
             "expects are unknown; pass a folder written by the course's export."
         )
     try:
-        config = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise ModelFileError(f"{path} is not valid JSON ({error}).") from None
+        config = fileio.read_json(path)
+    except DataError as error:
+        raise ModelFileError(str(error)) from None
     if not isinstance(config, dict):
         raise ModelFileError(
             f"{path} holds {type(config).__name__}, not the settings of an export; re-export."
@@ -440,10 +454,12 @@ def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
             if not found:
                 raise DataError(f"{item} holds no PNG files to translate.")
             files += found
-        elif item.is_file():
+        elif fileio.why_not_a_file(item) is None:
             files.append(item)
         else:
-            raise DataError(f"{item} does not exist.")
+            raise DataError(
+                f"{item} {fileio.why_not_a_file(item)}; pass PNG files or folders of them."
+            )
     clashes = repeated([f.name for f in files])
     if clashes:
         raise DataError(
@@ -491,10 +507,9 @@ def check_outputs(
 
 
 def check_output_folder(folder: Path, option: str = "--out") -> None:
-    """Refuse an output folder that is a file or lies under one."""
-    blocker = next((p for p in (folder, *folder.parents) if p.exists()), None)
-    if blocker is not None and not blocker.is_dir():
-        raise DataError(f"{option} {folder}: {blocker} is a file, not a folder; choose another.")
+    """Refuse an output folder that is a file or lies under one, or cannot be written
+    (`fileio.check_output_folder`)."""
+    fileio.check_output_folder(folder, option)
 
 
 def _same_file(source: Path, target: Path) -> bool:

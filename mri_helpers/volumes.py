@@ -31,6 +31,8 @@ output is checked before anything is written (`translate_volume_files`).
 from __future__ import annotations
 
 import contextlib
+import gzip
+import io
 import json
 import math
 import os
@@ -57,7 +59,7 @@ from scipy import ndimage
 from skimage.filters import threshold_otsu
 from tqdm.auto import tqdm
 
-from . import __version__, test_time
+from . import __version__, fileio, test_time
 from ._tf import keras
 from .calibration import calibrated, calibration_of, without_calibration
 from .errors import DataError, DataProblems, ModelFileError
@@ -101,6 +103,10 @@ MIN_IN_PLANE = 32  # model pixels a side: data.MIN_SIDE, less is no axial view o
 CROP_MARGIN_MM = 10.0  # kept around the head when cropping each slice for the network
 MASK_VOXELS = 16_000_000  # volumes above this are subsampled to find the head
 KEEP_LOADED_BYTES = 2**30  # volumes read while checking stay in memory up to this much
+# The largest volume read, decided from its header before reading (fileio.MEMORY_BOUND_BYTES):
+# 2**26 voxels (a whole head at 0.25 mm, 512 x 512 x 256) and 256 MiB of stored voxel data.
+MAX_VOLUME_VOXELS = 2**26
+MAX_VOLUME_BYTES = 2**28
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -136,8 +142,13 @@ def _checked(path: Path, reader: Callable[[], np.ndarray], what: str) -> Callabl
     def read() -> np.ndarray:
         try:
             return reader()
-        except (MemoryError, DataError):
+        except DataError:
             raise
+        except MemoryError:
+            raise DataError(
+                f"{path}: not enough memory to read its voxels; close other programs, or crop "
+                "or downsample the volume first."
+            ) from None
         except Exception as error:  # truncated gzip, short file, bad header: all the same
             raise DataError(
                 f"{path}: cannot read its voxels ({type(error).__name__}: {_gist(error)}); "
@@ -166,13 +177,9 @@ def read_nifti(path: str | os.PathLike, volume: int | None = None) -> Scan:
     ignore `volume`. A file whose qform and sform codes are both 0 is refused: where it lies,
     and so which way is axial, is unknown.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path} does not exist." if not path.exists() else f"{path} is no file.")
+    path = fileio.require_file(path, "pass a .nii or .nii.gz file.")
     try:
         image = nib.load(path)
-    except MemoryError:
-        raise
     except Exception as error:
         raise DataError(
             f"{path} is not a readable NIfTI file ({type(error).__name__}: {_gist(error)}); "
@@ -216,11 +223,12 @@ def read_nifti(path: str | os.PathLike, volume: int | None = None) -> Scan:
         )
     affine = np.asarray(image.affine, np.float64)
     _check_affine(path, affine)
+    _check_volume_size(path, shape[:3], dtype.itemsize)
 
     def read() -> np.ndarray:
-        proxy = image.dataobj
-        data = proxy[index] if index else proxy
-        return np.asarray(data, dtype=np.float32).reshape(shape[:3])
+        if index:  # one volume of a 4-D file: nibabel reads just its bytes
+            return np.asarray(image.dataobj[index], dtype=np.float32).reshape(shape[:3])
+        return _read_nifti_voxels(path, image).reshape(shape[:3])
 
     return Scan(
         name=nifti_stem(path),
@@ -232,6 +240,32 @@ def read_nifti(path: str | os.PathLike, volume: int | None = None) -> Scan:
         description=description,
         load=_checked(path, read, "file"),
     )
+
+
+def _check_volume_size(source: Path, shape: Sequence[int], itemsize: int) -> None:
+    """Refuse, from the header alone, a volume above MAX_VOLUME_VOXELS voxels or
+    MAX_VOLUME_BYTES of stored data, before a byte of it is read."""
+    voxels = math.prod(int(n) for n in shape)
+    if voxels > MAX_VOLUME_VOXELS or voxels * itemsize > MAX_VOLUME_BYTES:
+        size = " x ".join(str(int(n)) for n in shape)
+        raise DataError(
+            f"{source}: its header announces {size} voxels ({voxels * itemsize / 2**20:,.0f} "
+            f"MiB), more than this command reads (at most {MAX_VOLUME_VOXELS:,} voxels and "
+            f"{MAX_VOLUME_BYTES >> 20} MiB, a whole head at 0.25 mm). Check the header, or "
+            "crop or downsample the volume first."
+        )
+
+
+def _read_nifti_voxels(path: Path, image: nib.Nifti1Image) -> np.ndarray:
+    """A single-volume NIfTI file's voxels (float32), read a chunk at a time through its
+    (gzip) stream: it must hold exactly what its header announces, no more and no less."""
+    offset = int(image.header.get_data_offset())
+    announced = offset + math.prod(image.shape) * image.get_data_dtype().itemsize
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as stream:
+        raw = fileio.read_stream_bounded(stream, announced, offset + MAX_VOLUME_BYTES, str(path))
+    proxy = nib.arrayproxy.ArrayProxy(io.BytesIO(raw), image.header)
+    return np.asarray(proxy, dtype=np.float32)
 
 
 def _voxel_sizes(affine: np.ndarray) -> list[float]:
@@ -436,6 +470,7 @@ def read_dicom_series(
     geometry: dict[str, np.ndarray] = {}
 
     def read() -> np.ndarray:
+        _check_dicom_size(label, files)
         with _quiet_itk() as sitk:
             reader = sitk.ImageSeriesReader()
             reader.SetFileNames([str(p) for p in files])
@@ -461,6 +496,22 @@ def read_dicom_series(
         load=read,
         data=data,
     )
+
+
+def _check_dicom_size(label: Path, files: Sequence[Path]) -> None:
+    """Refuse a series whose headers (rows x columns x frames of every file) announce more
+    than MAX_VOLUME_VOXELS / MAX_VOLUME_BYTES (as float32), before any pixel is decoded."""
+    voxels = 0
+    with _quiet_itk() as sitk:
+        for path in files:
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(path))
+            try:
+                reader.ReadImageInformation()
+            except RuntimeError:
+                continue  # unreadable: the series reader names it
+            voxels += math.prod(reader.GetSize()) * reader.GetNumberOfComponents()
+            _check_volume_size(label, (voxels,), 4)  # read as float32: 4 bytes a voxel
 
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -565,13 +616,13 @@ def _collect(
                 scans.append(read_dicom_series(path, series))
             elif is_dicom_file(path):
                 loose.setdefault(path.resolve().parent, []).append(path)
-            elif path.is_file():
+            elif fileio.why_not_a_file(path) is None:
                 raise DataError(
                     f"{path} is neither NIfTI (.nii, .nii.gz) nor DICOM; pass a scan in one "
                     "of those formats (PNG slices go through the PNG translation)."
                 )
             else:
-                raise DataError(f"{path} does not exist.")
+                raise DataError(f"{path} {fileio.why_not_a_file(path)}; pass a scan file.")
         except DataError as error:
             problems.append(str(error))
         _release_beyond_budget(scans)

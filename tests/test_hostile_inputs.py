@@ -390,7 +390,7 @@ def test_read_slice_file_checks_the_size_before_reading(tmp_path: Path, monkeypa
     assert image.shape == (217, 181) and image.max() == 70 and notes == ()
     with pytest.raises(mh.DataError, match="missing.png does not exist"):
         data_module.read_slice_file(tmp_path / "missing.png")
-    with pytest.raises(mh.DataError, match="is not a file"):
+    with pytest.raises(mh.DataError, match="is a folder, not a file"):
         data_module.read_slice_file(tmp_path)
     (tmp_path / "text.png").write_text("not an image")
     with pytest.raises(mh.DataError, match=r"text\.png: not a readable PNG"):
