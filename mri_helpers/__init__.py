@@ -33,6 +33,7 @@ from .errors import (  # noqa: E402
     DataProblems,
     ModelConfigError,
     ModelFileError,
+    OutputPlaceError,
     ParameterError,
 )
 
@@ -46,6 +47,7 @@ __all__ = [
     "DataProblems",
     "ModelConfigError",
     "ModelFileError",
+    "OutputPlaceError",
     "ParameterError",
     "MRIDataset",
     "Slice",
@@ -62,6 +64,7 @@ _LAZY_MODULES = {
     "calibration",
     "evaluation",
     "export",
+    "fileio",
     "lessons",
     "losses",
     "manifest",

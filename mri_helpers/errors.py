@@ -45,3 +45,9 @@ class CourseRunError(CourseError, RuntimeError):
 
 class MissingManifestError(CourseError, FileNotFoundError):
     """A notebook needs the output of an earlier one that has not run in this run folder."""
+
+
+class OutputPlaceError(DataError):
+    """A place to write that cannot be used: a file or special file where a folder is
+    needed, an input, or somewhere nothing can be created (a DataError, as it always was for
+    the Python functions that write)."""

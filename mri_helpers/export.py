@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 
 from . import fileio
 from ._tf import keras, tf
@@ -434,12 +435,25 @@ def translate_through(
         from_unit_range(to_original_geometry(out[..., 0], Geometry(*s.shape)))
         for out, s in zip(outputs, slices, strict=True)
     ]
-    if cleaning is not None and cleaning.mask_background:
-        results = [
-            np.where(head_mask(s.image), r, 0).astype(np.uint8)
-            for r, s in zip(results, slices, strict=True)
-        ]
-    return results
+    masked = cleaning is not None and cleaning.mask_background
+    return [
+        np.where(output_region(s.image, masked), r, 0).astype(r.dtype)
+        for r, s in zip(results, slices, strict=True)
+    ]
+
+
+OUTPUT_MARGIN = 3  # exports that keep their background: pixels kept around the head
+
+
+def output_region(image: np.ndarray, masked: bool, mask: np.ndarray | None = None) -> np.ndarray:
+    """Where a translation of `image` may be non-zero: its head (`head_mask`), a few pixels
+    wider for an export that keeps the background; nowhere for a slice without head (also one
+    of scanner noise alone), so nothing is invented where the scan holds no tissue. `mask`:
+    the image's `head_mask`, when the caller has it already."""
+    mask = head_mask(image) if mask is None else mask
+    if masked or not mask.any():
+        return mask
+    return ndimage.binary_dilation(mask, iterations=OUTPUT_MARGIN)
 
 
 def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
@@ -506,12 +520,6 @@ def check_outputs(
         )
 
 
-def check_output_folder(folder: Path, option: str = "--out") -> None:
-    """Refuse an output folder that is a file or lies under one, or cannot be written
-    (`fileio.check_output_folder`)."""
-    fileio.check_output_folder(folder, option)
-
-
 def _same_file(source: Path, target: Path) -> bool:
     if target.resolve() == source:
         return True
@@ -553,7 +561,7 @@ def translate_files(
     generator, config = load_generator(model, direction)
     files = collect_inputs(inputs)
     out_dir = Path(out_dir)
-    check_output_folder(out_dir)
+    fileio.check_output_folder(out_dir)
     targets = [out_dir / f.name for f in files]
     try:
         check_outputs(files, targets, overwrite)

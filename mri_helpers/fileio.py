@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import CourseError, DataError
+from .errors import DataError, OutputPlaceError
 
 CHUNK_BYTES = 1 << 20  # streams are read a MiB at a time
 MAX_JSON_BYTES = 16 << 20  # manifests, model.json, sidecars: a few KiB in practice
@@ -175,13 +175,15 @@ def check_output_folder(
     folder = Path(folder)
     kind = kind_of(folder)
     if kind not in ("missing", "a folder"):
-        raise CourseError(f"{option} {folder} is {kind}, not a folder; choose a folder.")
+        raise OutputPlaceError(f"{option} {folder} is {kind}, not a folder; choose a folder.")
     for given in inputs:
         if _same(folder, Path(given)):
-            raise CourseError(f"{option} {folder} is one of the inputs; choose another folder.")
+            raise OutputPlaceError(
+                f"{option} {folder} is one of the inputs; choose another folder."
+            )
     existing = next((p for p in (folder, *folder.parents) if kind_of(p) != "missing"), None)
     if existing is None or kind_of(existing) != "a folder":
-        raise CourseError(
+        raise OutputPlaceError(
             f"{option} {folder}: {existing} is {kind_of(existing)}, not a folder; choose another."
         )
     try:  # the one sure test of "can be written": create something, then remove it
@@ -191,8 +193,8 @@ def check_output_folder(
         # are checked against the limit where they are known (export.check_outputs)
         long_path = error.errno == errno.ENAMETOOLONG and os.access(existing, os.W_OK)
         if not long_path:
-            raise CourseError(
-                f"{option} {shown(folder)} cannot be written ({shown(existing)}: "
+            raise OutputPlaceError(
+                f"{option} {short_path(folder)} cannot be written ({short_path(existing)}: "
                 f"{error.strerror}); choose a writable place."
             ) from None
     return folder
@@ -206,20 +208,24 @@ def check_output_file(
     path = Path(path)
     kind = kind_of(path)
     if kind == "a folder":
-        raise CourseError(f"{option} {path} is a folder; name a file, e.g. {path / 'out.json'}.")
+        raise OutputPlaceError(
+            f"{option} {path} is a folder; name a file, e.g. {path / 'out.json'}."
+        )
     if kind not in ("missing", "a file"):
-        raise CourseError(f"{option} {path} is {kind}; name a regular file.")
+        raise OutputPlaceError(f"{option} {path} is {kind}; name a regular file.")
     for given in inputs:
         if _same(path, Path(given)):
-            raise CourseError(f"{option} {path} is one of the inputs; name another file.")
+            raise OutputPlaceError(f"{option} {path} is one of the inputs; name another file.")
     parent = path.parent
     if kind_of(parent) == "missing":
-        raise CourseError(f"{option} {path}: the folder {parent} does not exist; create it first.")
+        raise OutputPlaceError(
+            f"{option} {path}: the folder {parent} does not exist; create it first."
+        )
     if kind_of(parent) != "a folder":
-        raise CourseError(f"{option} {path}: {parent} is {kind_of(parent)}, not a folder.")
+        raise OutputPlaceError(f"{option} {path}: {parent} is {kind_of(parent)}, not a folder.")
     check_output_folder(parent, option)
     if kind == "a file" and not os.access(path, os.W_OK):
-        raise CourseError(f"{option} {path} cannot be written; choose a writable place.")
+        raise OutputPlaceError(f"{option} {path} cannot be written; choose a writable place.")
     return path
 
 
@@ -230,7 +236,7 @@ def _same(a: Path, b: Path) -> bool:
         return False
 
 
-def shown(path: str | os.PathLike, limit: int = 160) -> str:
+def short_path(path: str | os.PathLike, limit: int = 160) -> str:
     """`path` for a message: whole, or its start and end around "..." when longer than
     `limit` characters."""
     text = os.fspath(path)

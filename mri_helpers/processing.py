@@ -28,7 +28,9 @@ def head_mask(image: np.ndarray) -> np.ndarray:
 
     Explained in 01_data_understanding, "Background and tissue". The threshold is a quarter of
     Otsu's, low enough to keep dark skin; the scalp ring, once its holes are filled, holds the
-    whole head, even where a dark bone ring separates it from the brain.
+    whole head, even where a dark bone ring separates it from the brain. A slice of scanner
+    noise alone (above or below a head) has no head: what the threshold finds there is no
+    brighter than the noise itself (`HEAD_OVER_NOISE`), so the mask is empty.
     """
     image = np.asarray(image, dtype=np.float32)
     if image.max() <= image.min():
@@ -37,7 +39,25 @@ def head_mask(image: np.ndarray) -> np.ndarray:
     labels, count = ndimage.label(foreground)
     sizes = ndimage.sum(foreground, labels, range(1, count + 1))
     keep = np.isin(labels, 1 + np.flatnonzero(sizes >= max(0.01 * image.size, sizes.max() / 4)))
+    if keep.any():
+        signal = np.median(image[keep]) - np.percentile(image, 1)
+        if signal < HEAD_OVER_NOISE * noise_level(image):
+            return np.zeros(image.shape, dtype=bool)
     return ndimage.binary_fill_holes(keep)
+
+
+# A head's median grey level lies at least this many noise standard deviations above the
+# darkest background: tissue in MRI has a signal-to-noise ratio of 10 and more, while the
+# brighter half of pure Rayleigh noise (what a threshold finds in a slice of noise) lies
+# about 1.6 of them above its darkest pixels.
+HEAD_OVER_NOISE = 5.0
+
+
+def noise_level(image: np.ndarray) -> float:
+    """The standard deviation of an image's noise, from the differences of neighbouring
+    pixels (their median absolute value, which edges barely move); 0 for noise-free images."""
+    differences = np.abs(np.diff(np.asarray(image, np.float32), axis=1))
+    return float(np.median(differences) / (0.6745 * np.sqrt(2.0)))
 
 
 def tissue_classes(image: np.ndarray, mask: np.ndarray, classes: int = 3) -> np.ndarray:

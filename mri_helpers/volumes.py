@@ -65,11 +65,11 @@ from .calibration import calibrated, calibration_of, without_calibration
 from .errors import DataError, DataProblems, ModelFileError
 from .export import (
     DIRECTIONS,
-    check_output_folder,
     check_outputs,
     cleaning_of,
     computing_in,
     load_generator,
+    output_region,
 )
 from .processing import (
     Geometry,
@@ -101,6 +101,7 @@ BATCH_SIZE = 16  # axial slices per network call (times the export's copies insi
 MAX_IN_PLANE = 1024  # model pixels a side of the whole field of view: 1 m at 1 mm pixels
 MIN_IN_PLANE = 32  # model pixels a side: data.MIN_SIDE, less is no axial view of a head
 CROP_MARGIN_MM = 10.0  # kept around the head when cropping each slice for the network
+
 MASK_VOXELS = 16_000_000  # volumes above this are subsampled to find the head
 KEEP_LOADED_BYTES = 2**30  # volumes read while checking stay in memory up to this much
 # The largest volume read, decided from its header before reading (fileio.MEMORY_BOUND_BYTES):
@@ -259,12 +260,15 @@ def _check_volume_size(source: Path, shape: Sequence[int], itemsize: int) -> Non
 def _read_nifti_voxels(path: Path, image: nib.Nifti1Image) -> np.ndarray:
     """A single-volume NIfTI file's voxels (float32), read a chunk at a time through its
     (gzip) stream: it must hold exactly what its header announces, no more and no less."""
-    offset = int(image.header.get_data_offset())
-    announced = offset + math.prod(image.shape) * image.get_data_dtype().itemsize
+    stored = image.dataobj  # nibabel's reading of the header: offset, dtype, scaling, order
+    announced = stored.offset + math.prod(stored.shape) * stored.dtype.itemsize
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "rb") as stream:
-        raw = fileio.read_stream_bounded(stream, announced, offset + MAX_VOLUME_BYTES, str(path))
-    proxy = nib.arrayproxy.ArrayProxy(io.BytesIO(raw), image.header)
+        raw = fileio.read_stream_bounded(
+            stream, announced, stored.offset + MAX_VOLUME_BYTES, str(path)
+        )
+    spec = (stored.shape, stored.dtype, stored.offset, stored.slope, stored.inter)
+    proxy = nib.arrayproxy.ArrayProxy(io.BytesIO(raw), spec, order=stored.order)
     return np.asarray(proxy, dtype=np.float32)
 
 
@@ -1119,25 +1123,26 @@ def run_plan(
     model_size = Geometry(*plan.grid.size)
     masked = bool(cleaning and cleaning.mask_background)
 
-    def prepared(k: int) -> tuple[int, np.ndarray | None, np.ndarray] | None:
-        """Axial slice `k` as (index, head mask, network input); None for a slice without
-        head under a masking export: it comes out all 0 whatever the network says."""
+    def prepared(k: int) -> tuple[int, np.ndarray, np.ndarray] | None:
+        """Axial slice `k` as (index, where the output may be non-zero, network input); None
+        for a slice without head (also one of scanner noise alone): it comes out all 0, so
+        nothing is invented where the scan holds no tissue."""
         scaled = np.clip(plan.scaling.apply(plan.grid.to_model(oriented[k])), 0.0, 255.0)
-        mask = head_mask(scaled) if cleaning else None
-        if masked and not mask.any():
+        mask = head_mask(scaled)
+        if not mask.any():
             return None
         cleaned = clean_slice(scaled, cleaning, mask) if cleaning else scaled
-        return k, mask if masked else None, to_model_geometry(cleaned / 127.5 - 1.0, size)
+        keep = output_region(scaled, masked, mask)
+        return k, keep, to_model_geometry(cleaned / 127.5 - 1.0, size)
 
-    def finish(k: int, mask: np.ndarray | None, outputs: list[np.ndarray | None]) -> None:
+    def finish(k: int, keep: np.ndarray, outputs: list[np.ndarray | None]) -> None:
         """Slice `k`'s network outputs back on the input's grid (0 outside its head)."""
         for result, target in zip(outputs, (synthetic, spread), strict=True):
             if result is not None:
                 image = np.clip(to_original_geometry(result, model_size), 0.0, 255.0)
-                image = np.where(mask, image, 0.0) if mask is not None else image
-                target[k] = plan.grid.to_input(image)
+                target[k] = plan.grid.to_input(np.where(keep, image, 0.0))
 
-    def translate(batch: list[tuple[int, np.ndarray | None, np.ndarray]]) -> list[Future]:
+    def translate(batch: list[tuple[int, np.ndarray, np.ndarray]]) -> list[Future]:
         outputs, spreads = network(np.stack([image for _, _, image in batch])[..., None])
         return [
             preparer.submit(finish, k, mask, [outputs[i], None if spreads is None else spreads[i]])
@@ -1149,7 +1154,7 @@ def run_plan(
     # Python's lock for their heavy parts. Batches are always full (but the last): the slices
     # left out leave no holes in them.
     firsts = range(0, len(oriented), batch_size)
-    waiting: list[tuple[int, np.ndarray | None, np.ndarray]] = []
+    waiting: list[tuple[int, np.ndarray, np.ndarray]] = []
     finishing: list[Future] = []
 
     def submit(first: int) -> list[Future]:
@@ -1370,7 +1375,7 @@ def translate_volume_files(
             problems.append(str(error))
     _raise(problems)
     out_dir = Path(out_dir)
-    check_output_folder(out_dir)
+    fileio.check_output_folder(out_dir)
     outputs = [output_paths(scan.name, direction, out_dir) for scan in scans]
     by_name: dict[str, Scan] = {}
     for scan, paths in zip(scans, outputs, strict=True):
