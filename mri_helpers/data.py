@@ -142,7 +142,9 @@ def find_data(path: str | os.PathLike | None = None) -> Path | None:
     for given, what in ((path, "the given path"), (os.environ.get("MRI_DATA"), "$MRI_DATA")):
         if given:
             found = Path(given).expanduser()
-            if not found.exists():
+            if kind_of(found).startswith("unreachable"):
+                raise DataError(f"{what} {str(found)!r} is {kind_of(found)}.")
+            if kind_of(found) == "missing":
                 raise DataError(
                     f"{what} {str(found)!r} does not exist. Pass the course zip "
                     f"({COURSE_ZIP_NAME}) or its extracted folder, or put the zip into data/."

@@ -34,6 +34,7 @@ from .errors import DataError, DataProblems, ModelFileError
 from .processing import (
     Cleaning,
     Geometry,
+    above_noise,
     from_unit_range,
     head_mask,
     prepare,
@@ -225,6 +226,8 @@ def load_model(path: str | os.PathLike) -> keras.Model:
     """
     path = Path(path)
     problem = fileio.why_not_a_file(path)
+    if problem == "does not exist":
+        raise ModelFileError(f"no model file at {path}; pass the .keras file a run exported.")
     if problem is not None:
         raise ModelFileError(f"{path} {problem}; pass the .keras file a run exported.")
     try:  # every member read once, bounded, before Keras trusts the archive's sizes
@@ -284,9 +287,11 @@ def load_generator(path: str | os.PathLike, direction: str | None = None):
             "t1-to-t2/ and t2-to-t1/, or one of those."
         )
     folder = path.parent if path.is_file() else path
-    if not path.exists():
+    kind = fileio.kind_of(path)
+    if kind not in ("a folder", "a file"):
+        what = "it does not exist" if kind == "missing" else f"it is {kind}"
         raise ModelFileError(
-            f"no model at {path}; pass an export folder such as RUN_DIR/models/t1-to-t2."
+            f"no model at {path}: {what}; pass an export folder such as RUN_DIR/models/t1-to-t2."
         )
     config = read_export_config(folder / CONFIG_FILE)
     if direction is not None and config["direction"] != direction:
@@ -446,14 +451,16 @@ OUTPUT_MARGIN = 3  # exports that keep their background: pixels kept around the 
 
 
 def output_region(image: np.ndarray, masked: bool, mask: np.ndarray | None = None) -> np.ndarray:
-    """Where a translation of `image` may be non-zero: its head (`head_mask`), a few pixels
-    wider for an export that keeps the background; nowhere for a slice without head (also one
-    of scanner noise alone), so nothing is invented where the scan holds no tissue. `mask`:
-    the image's `head_mask`, when the caller has it already."""
+    """Where a translation of `image` may be non-zero: its head (`head_mask`, where it stands
+    out of the background noise), a few pixels wider for an export that keeps the background;
+    nowhere for a slice without head (also one of scanner noise alone), so nothing is
+    invented where the scan holds no tissue. `mask`: the image's `head_mask`, if known."""
     mask = head_mask(image) if mask is None else mask
-    if masked or not mask.any():
+    if not mask.any():
         return mask
-    return ndimage.binary_dilation(mask, iterations=OUTPUT_MARGIN)
+    # the head where it stands out of the noise: a threshold that noise stays under
+    region = mask & head_mask(image, floor=above_noise(image))
+    return region if masked else ndimage.binary_dilation(region, iterations=OUTPUT_MARGIN)
 
 
 def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:

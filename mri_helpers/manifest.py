@@ -12,7 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import CourseError, MissingManifestError
+from . import fileio
+from .errors import CourseError, DataError, MissingManifestError
 
 
 def write(run_dir: str | os.PathLike, name: str, content: dict[str, Any]) -> Path:
@@ -20,12 +21,9 @@ def write(run_dir: str | os.PathLike, name: str, content: dict[str, Any]) -> Pat
     folder = Path(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{name}.json"
-    partial = target.with_suffix(".json.partial")
     try:
-        partial.write_text(json.dumps(content, indent=2, sort_keys=True, default=str))
-        os.replace(partial, target)
+        fileio.write_text(target, json.dumps(content, indent=2, sort_keys=True, default=str))
     except OSError as error:
-        partial.unlink(missing_ok=True)
         raise CourseError(
             f"cannot write {target}: {error.strerror}. Choose a writable RUN_DIR or free some "
             "space, then run the notebook again."
@@ -36,17 +34,17 @@ def write(run_dir: str | os.PathLike, name: str, content: dict[str, Any]) -> Pat
 def read(run_dir: str | os.PathLike, name: str) -> dict[str, Any]:
     """Read the manifest `name` of this run, or say which notebook writes it."""
     path = Path(run_dir) / f"{name}.json"
-    if not path.is_file():
+    if fileio.kind_of(path) == "missing":
         raise MissingManifestError(
             f"{path} is missing: run notebook {name.split('_')[0]} first with the same RUN_DIR "
             "(or run the whole course with `mri-course run`)."
         )
     try:
-        content = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
+        content = fileio.read_json(path)
+    except DataError as error:
         raise CourseError(
-            f"{path} is not readable JSON ({error}); it was damaged. Run notebook "
-            f"{name.split('_')[0]} again with the same RUN_DIR, or start a new run."
+            f"{error} It was damaged. Run notebook {name.split('_')[0]} again with the same "
+            "RUN_DIR, or start a new run."
         ) from None
     if not isinstance(content, dict):
         raise CourseError(f"{path} holds {type(content).__name__}, not a manifest; run again.")

@@ -23,26 +23,32 @@ AUTOTUNE = tf.data.AUTOTUNE
 
 
 # --- masks and intensity classes (01_data_understanding) ----------------------------------
-def head_mask(image: np.ndarray) -> np.ndarray:
+def head_mask(image: np.ndarray, floor: float = 0.0) -> np.ndarray:
     """True inside the head: a low threshold, small gaps closed, specks dropped, holes filled.
 
     Explained in 01_data_understanding, "Background and tissue". The threshold is a quarter of
     Otsu's, low enough to keep dark skin; the scalp ring, once its holes are filled, holds the
-    whole head, even where a dark bone ring separates it from the brain. A slice of scanner
-    noise alone (above or below a head) has no head: what the threshold finds there is no
-    brighter than the noise itself (`HEAD_OVER_NOISE`), so the mask is empty.
+    whole head, even where a dark bone ring separates it from the brain. Where what that
+    threshold finds is no brighter than the noise itself (`HEAD_OVER_NOISE`), the threshold
+    is raised above the noise (`above_noise`); a slice of scanner noise alone (above or below
+    a head) then has no head and the mask is empty. `floor`: a grey level the threshold never
+    goes below.
     """
     image = np.asarray(image, dtype=np.float32)
     if image.max() <= image.min():
         return np.zeros(image.shape, dtype=bool)
-    foreground = ndimage.binary_closing(image > 0.25 * threshold_otsu(image), iterations=2)
+    threshold = max(0.25 * float(threshold_otsu(image)), floor)
+    foreground = ndimage.binary_closing(image > threshold, iterations=2)
     labels, count = ndimage.label(foreground)
     sizes = ndimage.sum(foreground, labels, range(1, count + 1))
     keep = np.isin(labels, 1 + np.flatnonzero(sizes >= max(0.01 * image.size, sizes.max() / 4)))
     if keep.any():
         signal = np.median(image[keep]) - np.percentile(image, 1)
-        if signal < HEAD_OVER_NOISE * noise_level(image):
-            return np.zeros(image.shape, dtype=bool)
+        if signal < HEAD_OVER_NOISE * noise_level(image):  # noise, or a head drowned in it
+            noise_free = above_noise(image)
+            if floor >= noise_free:
+                return np.zeros(image.shape, dtype=bool)
+            return head_mask(image, floor=noise_free)
     return ndimage.binary_fill_holes(keep)
 
 
@@ -51,6 +57,12 @@ def head_mask(image: np.ndarray) -> np.ndarray:
 # brighter half of pure Rayleigh noise (what a threshold finds in a slice of noise) lies
 # about 1.6 of them above its darkest pixels.
 HEAD_OVER_NOISE = 5.0
+
+
+def above_noise(image: np.ndarray) -> float:
+    """A grey level that an image's background noise stays under: HEAD_OVER_NOISE noise
+    levels above its darkest pixels (for Rayleigh noise, 0.3 % of the air lies above it)."""
+    return float(np.percentile(image, 1)) + HEAD_OVER_NOISE * noise_level(image)
 
 
 def noise_level(image: np.ndarray) -> float:

@@ -20,9 +20,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import manifest, profiles
+from . import fileio, manifest, profiles
 from .data import AUTO, PHANTOM, find_data, project_root, read_course_data
-from .errors import CourseError, CourseRunError, ParameterError
+from .errors import CourseError, CourseRunError, DataError, ParameterError
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,8 @@ def is_run_folder(folder: Path) -> bool:
     JSON object with the run's parameters."""
     for name in (f"{PROGRESS}.json", "run.json"):
         try:
-            content = json.loads((folder / name).read_text())
-        except (OSError, ValueError):
+            content = fileio.read_json(folder / name)
+        except DataError:
             continue
         if isinstance(content, dict) and isinstance(content.get("parameters"), dict):
             return True
@@ -562,11 +562,11 @@ FIGURE = "figures/held_out_translation.png"  # written by 04_training, shown by 
 def _finished_run_parameters(run_dir: Path) -> dict[str, Any]:
     """The parameters recorded in a finished run's run.json, or a clear error."""
     manifest_path = run_dir / "run.json"
-    if not manifest_path.is_file():
+    if fileio.kind_of(manifest_path) == "missing":
         raise CourseRunError(f"{run_dir} is not a finished run (no run.json); run it first.")
     try:
-        parameters = json.loads(manifest_path.read_text()).get("parameters")
-    except (OSError, ValueError, AttributeError):
+        parameters = fileio.read_json(manifest_path).get("parameters")
+    except (DataError, AttributeError):
         parameters = None
     if not isinstance(parameters, dict) or "PROFILE" not in parameters:
         raise CourseRunError(

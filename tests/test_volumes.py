@@ -1000,3 +1000,67 @@ def negation_export(tmp_path: Path) -> Path:
     models_dir = tmp_path / "models"
     export.export_generator(negation, models_dir, "t1-to-t2", 224, saved_model=False)
     return models_dir
+
+
+# --- nothing invented where the scan holds no tissue ----------------------------------------
+def rician(magnitude: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
+    """`magnitude` as a scanner measures it: Rician noise of `sigma` everywhere, also in air."""
+    rng = np.random.default_rng(seed)
+    real = magnitude + rng.normal(0, sigma, magnitude.shape)
+    return np.hypot(real, rng.normal(0, sigma, magnitude.shape)).astype(np.float32)
+
+
+@pytest.mark.parametrize("model", ["unet", "averaged", "masking"])
+def test_slices_of_background_noise_come_back_as_background(model, exports, tmp_path) -> None:
+    """A head with 6 slices of scanner noise alone below it and 8 above (as whole-head scans
+    hold): those slices, and the air around the head, are 0 in the synthetic volume whatever
+    the export, while the head itself is translated."""
+    if model == "masking":
+        folder = export.export_generator(
+            _unet(), tmp_path / "m", "t1-to-t2", SIZE,
+            {"cleaning": {"denoise": True, "mask_background": True}}, False,
+        )  # fmt: skip
+    else:
+        folder = exports[model]
+    shape = (40, 48, 6 + 5 + 8)
+    tissue = np.zeros(shape, np.float32)
+    tissue[..., 6:11] = head()
+    scan = rician(tissue, sigma=20.0)  # tissue 500-900: an SNR of about 30
+    source = save(scan, ras_affine(shape=shape), tmp_path / "noisy_head.nii.gz")
+    [output] = translate(folder, [source], tmp_path / "out")
+    result = nib.load(output).get_fdata()
+    assert np.all(result[..., :6] == 0) and np.all(result[..., 11:] == 0), (
+        f"signal invented in slices of noise alone: mean {result[..., :6].mean():.2f} below, "
+        f"{result[..., 11:].mean():.2f} above"
+    )
+    far = ~ndimage.binary_dilation(tissue > 0, np.ones((11, 11, 1)))
+    assert np.all(result[far] == 0), f"{np.count_nonzero(result[far])} voxels in the air"
+    in_head = result[tissue > 0]
+    assert np.count_nonzero(in_head) > 0.95 * in_head.size  # the head itself is translated
+
+
+def test_a_png_of_noise_alone_translates_to_background(exports, tmp_path) -> None:
+    """PNG slices: a slice of noise alone is all 0, a head on a noisy background is 0 far from
+    the head, for an export that masks and one that does not."""
+    from PIL import Image
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    air = rician(np.zeros((SIZE, SIZE)), sigma=8.0, seed=1)
+    Image.fromarray(np.clip(air, 0, 255).astype(np.uint8)).save(inputs / "noise.png")
+    plane = np.zeros((SIZE, SIZE), np.float32)
+    plane[8:56, 12:52] = head()[..., 2].T / 4.0
+    noisy_head = rician(plane, sigma=8.0, seed=2)
+    Image.fromarray(np.clip(noisy_head, 0, 255).astype(np.uint8)).save(inputs / "head.png")
+    masking = export.export_generator(
+        _identity(), tmp_path / "m", "t1-to-t2", SIZE,
+        {"cleaning": {"denoise": False, "mask_background": True}}, False,
+    )  # fmt: skip
+    far = ~ndimage.binary_dilation(plane > 0, np.ones((11, 11)))
+    for folder in (exports["identity"], masking):
+        out = tmp_path / f"out-{folder.parent.name}"
+        export.translate_files(folder, "t1-to-t2", [inputs], out)
+        noise_out = np.asarray(Image.open(out / "noise.png"))
+        head_out = np.asarray(Image.open(out / "head.png"))
+        assert not noise_out.any(), f"{folder}: {np.count_nonzero(noise_out)} pixels invented"
+        assert not head_out[far].any() and head_out[plane > 0].std() > 1
