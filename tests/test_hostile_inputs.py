@@ -13,6 +13,7 @@ in a subprocess whose peak memory is measured.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -30,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -39,6 +41,7 @@ from conftest import REPO, course_like_entries, gray_slice, make_zip, png_bytes
 from mri_helpers import data as data_module
 from mri_helpers import profiles
 from mri_helpers.cli import main as cli_main
+from mri_helpers.fileio import MEMORY_BOUND_BYTES
 
 GIB = 2**30
 PEAK_MEMORY_LIMIT = int(1.5 * GIB)  # a 2 GiB file read whole would exceed this
@@ -1064,4 +1067,74 @@ def test_translate_of_a_2_gib_png_is_refused_in_bounded_memory(
     )
     assert code == 2 and "Traceback" not in output, f"exit {code}:\n{output[-3000:]}"
     assert "x.png" in output and "MiB" in output, output
+    assert not changes(before, snapshot(tmp_path))
+
+
+# --- headers that lie: the whole command, its own peak memory ------------------------------
+MEMORY_BOUND = MEMORY_BOUND_BYTES  # the README's bound for any refused input
+
+
+def nifti_gz_announcing(path: Path, shape: tuple[int, int, int], zero_bytes: int) -> Path:
+    """A small .nii.gz whose valid header announces `shape` (uint8) and whose gzip stream
+    inflates to `zero_bytes` of zeros (one 64 MiB member of zeros, repeated)."""
+    image = nib.Nifti1Image(np.zeros((2, 2, 2), np.uint8), np.eye(4))
+    image.header.set_data_shape(shape)
+    image.header.set_data_offset(352)
+    image.set_qform(np.eye(4), code=1)
+    header = image.header.binaryblock + b"\0" * 4
+    block = zlib.compressobj(9, zlib.DEFLATED, 31)
+    member = block.compress(b"\0" * (64 << 20)) + block.flush()
+    count = zero_bytes // (64 << 20)
+    path.write_bytes(gzip.compress(header, 1) + member * count)
+    return path
+
+
+@pytest.mark.parametrize(
+    "case", ["4-gib-stream-announcing-4-gvoxels", "4-kib-file-claiming-30000-cubed"]
+)
+def test_translate_refuses_a_lying_nifti_from_its_header(tmp_path, models_dir, case) -> None:
+    if case.startswith("4-gib"):
+        scan = nifti_gz_announcing(tmp_path / "huge.nii.gz", (2048, 2048, 1024), 4 * GIB)
+        assert scan.stat().st_size < 8 << 20
+    else:
+        scan = tmp_path / "claims.nii"
+        image = nib.Nifti1Image(np.zeros((2, 2, 2), np.float32), np.eye(4))
+        image.header.set_data_shape((30000, 30000, 30000))
+        image.set_qform(np.eye(4), code=1)
+        scan.write_bytes(image.header.binaryblock + b"\0" * 3748)
+    out = tmp_path / "out"
+    before = snapshot(tmp_path)
+    command = [
+        sys.executable, "-m", "mri_helpers.cli", "translate", "--model", str(models_dir),
+        "--direction", "t1-to-t2", str(scan), "--out", str(out),
+    ]  # fmt: skip
+    code, output, peak = peak_memory_run(command, tmp_path / "cwd")
+    assert code == 2 and "Traceback" not in output and "MemoryError" not in output, output
+    assert scan.name in output and "header announces" in output, output
+    assert peak < MEMORY_BOUND, f"peak memory {peak / GIB:.2f} GiB:\n{output[-2000:]}"
+    assert not changes(before, snapshot(tmp_path))
+
+
+def test_check_data_refuses_a_zip_member_whose_size_lies_in_bounded_memory(tmp_path) -> None:
+    """A member recorded as 1000 bytes whose deflate stream inflates to 2 GiB."""
+    path = tmp_path / "lying.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, content in course_like_entries().items():
+            if name != VICTIM:
+                archive.writestr(name, content)
+        with archive.open(VICTIM, "w", force_zip64=True) as member:
+            for _ in range(32):
+                member.write(b"\0" * (64 << 20))
+    raw = bytearray(path.read_bytes())
+    _, _, central = _member_offsets(bytes(raw), VICTIM)
+    extra = central + 46 + len(VICTIM.encode())
+    assert struct.unpack_from("<HH", raw, extra)[0] == 1  # the zip64 sizes
+    struct.pack_into("<Q", raw, extra + 4, 1000)  # the uncompressed size it records
+    path.write_bytes(bytes(raw))
+    before = snapshot(tmp_path)
+    command = [sys.executable, "-m", "mri_helpers.cli", "check-data", str(path)]
+    code, output, peak = peak_memory_run(command, tmp_path / "cwd")
+    assert code == 2 and "Traceback" not in output, output
+    assert "Image #9.png" in output, output
+    assert peak < MEMORY_BOUND, f"peak memory {peak / GIB:.2f} GiB:\n{output[-2000:]}"
     assert not changes(before, snapshot(tmp_path))
