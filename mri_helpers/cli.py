@@ -163,10 +163,12 @@ def check_output_places(args: argparse.Namespace) -> None:
     that exists or can be made, writable, not a special file, not an input) before any work,
     so that no result is lost at the end. `fileio.check_output_folder` / `check_output_file`
     hold the rule; a new command names its output places here."""
+    from .data import project_root
+
     command = args.command
-    if command == "run" and args.out:
+    if command == "run":
         inputs = [args.data] if args.data not in (AUTO, PHANTOM) else []
-        fileio.check_output_folder(args.out, "--out", inputs)
+        fileio.check_output_folder(args.out or project_root() / "runs", "--out", inputs)
     elif command == "translate":
         fileio.check_output_folder(args.out, "--out", [args.model, *args.inputs])
     elif command == "evaluate":
@@ -176,8 +178,6 @@ def check_output_places(args: argparse.Namespace) -> None:
     elif command == "bench":
         fileio.check_output_folder(args.out, "--out")
     elif command == "publish":
-        from .data import project_root
-
         for folder in ("notebooks", "docs"):
             fileio.check_output_folder(project_root() / folder, "publish's target")
 
