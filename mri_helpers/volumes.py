@@ -101,7 +101,6 @@ BATCH_SIZE = 16  # axial slices per network call (times the export's copies insi
 MAX_IN_PLANE = 1024  # model pixels a side of the whole field of view: 1 m at 1 mm pixels
 MIN_IN_PLANE = 32  # model pixels a side: data.MIN_SIDE, less is no axial view of a head
 CROP_MARGIN_MM = 10.0  # kept around the head when cropping each slice for the network
-
 MASK_VOXELS = 16_000_000  # volumes above this are subsampled to find the head
 KEEP_LOADED_BYTES = 2**30  # volumes read while checking stay in memory up to this much
 # The largest volume read, decided from its header before reading (fileio.MEMORY_BOUND_BYTES):
