@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -230,15 +231,15 @@ def load_model(path: str | os.PathLike) -> keras.Model:
         raise ModelFileError(f"no model file at {path}; pass the .keras file a run exported.")
     if problem is not None:
         raise ModelFileError(f"{path} {problem}; pass the .keras file a run exported.")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(
+            f"{path} is not a Keras model file (not a .keras zip archive); pass the "
+            "generator.keras a run exported."
+        )
     try:  # every member read once, bounded, before Keras trusts the archive's sizes
         fileio.check_zip_members(path, MAX_MODEL_BYTES, "Keras model file")
     except DataError as error:
-        raise ModelFileError(
-            f"{error} Pass the generator.keras a run exported."
-            if "zip" not in str(error).lower()
-            else f"{path} is not a Keras model file (not a .keras zip archive); pass the "
-            "generator.keras a run exported."
-        ) from None
+        raise ModelFileError(f"{error} Pass the generator.keras a run exported.") from None
     try:
         return keras.models.load_model(path, safe_mode=True)
     except ValueError as error:
