@@ -19,8 +19,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._tf import keras, tf
-from .models import wrapped_network
 from .processing import from_unit_range, head_mask
+from .test_time import wrapped_network
 
 TABLE_SIZE = 257  # grey levels of the lookup table over [-1, 1]: one per 8-bit step, both ends
 LANDMARKS = np.linspace(0.01, 0.99, 99)  # the 1st to 99th percentiles inside the head

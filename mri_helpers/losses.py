@@ -1,19 +1,22 @@
-"""The CycleGAN's losses (explained in 03_model_building, "Losses").
+"""The CycleGAN's losses, each a small function of tensors.
 
-Each is a small function of tensors, so a learner can evaluate it on numbers they can check by
-hand. Discriminator outputs are logits: any real number, > 0 meaning "looks real".
+Generated from the lessons' `# @save` cells by `mri-course export-lessons`: edit the
+lesson, then run it (never this file).
 """
 
 from __future__ import annotations
 
-from ._tf import keras, tf
+from mri_helpers._tf import keras, tf
 
+# Defined in 03_model_building, 'The losses'.
 ADVERSARIAL_KINDS = ("lsgan", "bce")
+
+
 LAMBDA_CYCLE = 10.0  # the CycleGAN paper's weight of cycle consistency
-_bce = keras.losses.BinaryCrossentropy(from_logits=True)
 
 
-def _check_kind(kind: str) -> None:
+def check_adversarial_kind(kind: str) -> None:
+    """Refuse an adversarial loss other than "lsgan" or "bce", saying which exist."""
     if kind not in ADVERSARIAL_KINDS:
         raise ValueError(f"unknown adversarial loss {kind!r}; use one of {ADVERSARIAL_KINDS}")
 
@@ -24,10 +27,12 @@ def generator_adversarial_loss(fake_logits: tf.Tensor, kind: str = "lsgan") -> t
     lsgan: mean((D(fake) - 1)^2), the least-squares GAN loss the CycleGAN paper uses: smooth
     gradients even for fakes the discriminator is sure about. bce: cross-entropy from logits.
     """
-    _check_kind(kind)
+    check_adversarial_kind(kind)
     if kind == "lsgan":
         return tf.reduce_mean(tf.square(fake_logits - 1.0))
-    return _bce(tf.ones_like(fake_logits), fake_logits)
+    return keras.losses.BinaryCrossentropy(from_logits=True)(
+        tf.ones_like(fake_logits), fake_logits
+    )
 
 
 def discriminator_loss(
@@ -35,13 +40,14 @@ def discriminator_loss(
 ) -> tf.Tensor:
     """Pushes the discriminator to score real images 1 and generated ones 0; halved, as in the
     paper, so it learns more slowly than the generator."""
-    _check_kind(kind)
+    check_adversarial_kind(kind)
     if kind == "lsgan":
         real = tf.reduce_mean(tf.square(real_logits - 1.0))
         fake = tf.reduce_mean(tf.square(fake_logits))
     else:
-        real = _bce(tf.ones_like(real_logits), real_logits)
-        fake = _bce(tf.zeros_like(fake_logits), fake_logits)
+        bce = keras.losses.BinaryCrossentropy(from_logits=True)
+        real = bce(tf.ones_like(real_logits), real_logits)
+        fake = bce(tf.zeros_like(fake_logits), fake_logits)
     return 0.5 * (real + fake)
 
 

@@ -1,31 +1,49 @@
-"""The CycleGAN's networks (explained in 03_model_building).
+"""The CycleGAN's networks: the U-Net generator and the PatchGAN discriminator.
 
-Generator: the modified U-Net of pix2pix and the TensorFlow CycleGAN tutorial. Stride-2 4x4
-convolutions halve the image `depth` times (no normalisation on the first), transposed
-convolutions double it back, and skip connections hand every scale's detail straight to the
-decoder; tanh keeps the output in [-1, 1]. Optionally (`full_resolution`, used by `compact`)
-a 3x3 convolution at full size before the first down-block, whose features join the decoder's
-last, full-size stage: the pix2pix U-Net has no skip at full size, so pixel-scale detail must
-squeeze through the half-size features, and small networks blur it.
-
-Discriminator: a PatchGAN, whose every output pixel judges one patch of the input (its
-receptive field) as real or generated.
-
-Instance normalisation is `keras.layers.GroupNormalization(groups=-1)`: one group per channel
-is exactly instance norm, and it is a core Keras layer, so saved `.keras` models reload in
-safe mode without custom objects.
+Generated from the lessons' `# @save` cells by `mri-course export-lessons`: edit the
+lesson, then run it (never this file).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ._tf import keras
-from .errors import ModelConfigError
+from mri_helpers._tf import keras
+from mri_helpers.errors import ModelConfigError
 
+# Defined in 03_model_building, 'The generator: a modified U-Net'.
 INIT_STDDEV = 0.02  # weights ~ N(0, 0.02), as in pix2pix and the CycleGAN paper
 
 
+def initializer() -> keras.initializers.Initializer:
+    """The networks' starting weights: small and random, N(0, 0.02)."""
+    return keras.initializers.RandomNormal(0.0, INIT_STDDEV)
+
+
+def instance_norm(name: str | None = None) -> keras.layers.Layer:
+    """Instance normalisation: GroupNormalization with one group per channel."""
+    return keras.layers.GroupNormalization(groups=-1, epsilon=1e-5, name=name)
+
+
+def down_block(filters: int, normalize: bool = True, name: str = "down") -> keras.Sequential:
+    """Conv 4x4 stride 2 -> instance norm -> LeakyReLU(0.2): half the size, more channels."""
+    conv = keras.layers.Conv2D(
+        filters, 4, strides=2, padding="same", kernel_initializer=initializer(), use_bias=False
+    )
+    norm = [instance_norm()] if normalize else []
+    return keras.Sequential([conv, *norm, keras.layers.LeakyReLU(0.2)], name=name)
+
+
+def up_block(filters: int, dropout: float = 0.0, name: str = "up") -> keras.Sequential:
+    """Transposed conv 4x4 stride 2 -> instance norm -> [dropout] -> ReLU: double the size."""
+    conv = keras.layers.Conv2DTranspose(
+        filters, 4, strides=2, padding="same", kernel_initializer=initializer(), use_bias=False
+    )
+    drop = [keras.layers.Dropout(dropout)] if dropout else []
+    return keras.Sequential([conv, instance_norm(), *drop, keras.layers.ReLU()], name=name)
+
+
+# Defined in 03_model_building, 'The generator: a modified U-Net'.
 @dataclass(frozen=True)
 class GeneratorConfig:
     """U-Net widths: `filters[i]` channels after the i-th down-block; depth = len(filters)."""
@@ -40,13 +58,6 @@ class GeneratorConfig:
         return len(self.filters)
 
 
-@dataclass(frozen=True)
-class DiscriminatorConfig:
-    """PatchGAN widths: stride-2 blocks for all but the last entry, then a stride-1 block."""
-
-    filters: tuple[int, ...]
-
-
 GENERATORS = {
     # For CI and quick checks only: trains in seconds, learns little.
     "tiny": GeneratorConfig((16, 32, 64, 64, 64, 64)),
@@ -57,29 +68,20 @@ GENERATORS = {
     # full-size skip, which measurably keeps fine detail (docs/results.md).
     "compact": GeneratorConfig((16, 32, 64, 128, 128), full_resolution=16),
 }
-DISCRIMINATORS = {
-    "tiny": DiscriminatorConfig((16, 32, 64, 64)),
-    "tutorial": DiscriminatorConfig((64, 128, 256, 512)),  # 70x70 patches, 2,763,521 params
-    "compact": DiscriminatorConfig((16, 32, 64, 128, 128)),  # 142x142 patches
-}
 
 
-def generator_config(name_or_config: str | GeneratorConfig) -> GeneratorConfig:
-    """A named generator configuration ("tutorial", "compact") or the config itself."""
-    return _named(name_or_config, GENERATORS, "generator")
-
-
-def discriminator_config(name_or_config: str | DiscriminatorConfig) -> DiscriminatorConfig:
-    """A named discriminator configuration ("tutorial", "compact") or the config itself."""
-    return _named(name_or_config, DISCRIMINATORS, "discriminator")
-
-
-def _named(value, table: dict, what: str):
+def named_config(value, table: dict, what: str):
+    """`table[value]` for a configuration's name; a configuration itself as it is."""
     if not isinstance(value, str):
         return value
     if value not in table:
         raise ModelConfigError(f"unknown {what} configuration {value!r}; use one of {list(table)}")
     return table[value]
+
+
+def generator_config(name_or_config: str | GeneratorConfig) -> GeneratorConfig:
+    """A named generator configuration ("tutorial", "compact") or the config itself."""
+    return named_config(name_or_config, GENERATORS, "generator")
 
 
 def check_image_size(image_size: int, depth: int) -> None:
@@ -94,42 +96,6 @@ def check_image_size(image_size: int, depth: int) -> None:
         )
 
 
-def _init() -> keras.initializers.Initializer:
-    return keras.initializers.RandomNormal(0.0, INIT_STDDEV)
-
-
-def instance_norm(name: str | None = None) -> keras.layers.Layer:
-    """Instance normalisation: GroupNormalization with one group per channel."""
-    return keras.layers.GroupNormalization(groups=-1, epsilon=1e-5, name=name)
-
-
-def down_block(filters: int, normalize: bool = True, name: str = "down") -> keras.Sequential:
-    """Conv 4x4 stride 2 -> instance norm -> LeakyReLU(0.2): half the size, more channels."""
-    layers = [
-        keras.layers.Conv2D(
-            filters, 4, strides=2, padding="same", kernel_initializer=_init(), use_bias=False
-        )
-    ]
-    if normalize:
-        layers.append(instance_norm())
-    layers.append(keras.layers.LeakyReLU(0.2))
-    return keras.Sequential(layers, name=name)
-
-
-def up_block(filters: int, dropout: float = 0.0, name: str = "up") -> keras.Sequential:
-    """Transposed conv 4x4 stride 2 -> instance norm -> [dropout] -> ReLU: double the size."""
-    layers = [
-        keras.layers.Conv2DTranspose(
-            filters, 4, strides=2, padding="same", kernel_initializer=_init(), use_bias=False
-        ),
-        instance_norm(),
-    ]
-    if dropout:
-        layers.append(keras.layers.Dropout(dropout))
-    layers.append(keras.layers.ReLU())
-    return keras.Sequential(layers, name=name)
-
-
 def unet_generator(
     config: str | GeneratorConfig = "compact",
     image_size: int = 128,
@@ -141,37 +107,51 @@ def unet_generator(
     check_image_size(image_size, config.depth)
     inputs = keras.Input((image_size, image_size, channels), name="image")
     x = stem = inputs
-    if config.full_resolution:
-        stem = keras.Sequential(
-            [
-                keras.layers.Conv2D(
-                    config.full_resolution, 3, padding="same", kernel_initializer=_init()
-                ),
-                keras.layers.LeakyReLU(0.2),
-            ],
-            name="stem",
-        )(inputs)
-        x = stem
+    if config.full_resolution:  # the full-size stem, whose features skip to the last stage
+        conv = keras.layers.Conv2D(
+            config.full_resolution, 3, padding="same", kernel_initializer=initializer()
+        )
+        x = stem = keras.Sequential([conv, keras.layers.LeakyReLU(0.2)], name="stem")(inputs)
     skips = []
-    for i, filters in enumerate(config.filters):
+    for i, filters in enumerate(config.filters):  # down: half the size each time
         x = down_block(filters, normalize=i > 0, name=f"down{i + 1}")(x)
         skips.append(x)
     for i, (filters, skip) in enumerate(zip(config.filters[-2::-1], skips[-2::-1], strict=True)):
         dropout = config.dropout_rate if i < config.dropout_blocks else 0.0
-        x = up_block(filters, dropout, name=f"up{i + 1}")(x)
-        x = keras.layers.Concatenate(name=f"skip{i + 1}")([x, skip])
-    if config.full_resolution:
+        x = up_block(filters, dropout, name=f"up{i + 1}")(x)  # up: double the size
+        x = keras.layers.Concatenate(name=f"skip{i + 1}")([x, skip])  # the skip connection
+    if config.full_resolution:  # one more up-block, joined with the stem at full size
         x = up_block(config.full_resolution, name=f"up{config.depth}")(x)
         x = keras.layers.Concatenate(name="skip_full")([x, stem])
         x = keras.layers.Conv2D(
-            channels, 3, padding="same", kernel_initializer=_init(), name="to_image"
+            channels, 3, padding="same", kernel_initializer=initializer(), name="to_image"
         )(x)
     else:
         x = keras.layers.Conv2DTranspose(
-            channels, 4, strides=2, padding="same", kernel_initializer=_init(), name="to_image"
+            channels, 4, 2, padding="same", kernel_initializer=initializer(), name="to_image"
         )(x)
     outputs = keras.layers.Activation("tanh", dtype="float32", name="tanh")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+# Defined in 03_model_building, 'The discriminator: a PatchGAN'.
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    """PatchGAN widths: stride-2 blocks for all but the last entry, then a stride-1 block."""
+
+    filters: tuple[int, ...]
+
+
+DISCRIMINATORS = {
+    "tiny": DiscriminatorConfig((16, 32, 64, 64)),
+    "tutorial": DiscriminatorConfig((64, 128, 256, 512)),  # 70x70 patches, 2,763,521 params
+    "compact": DiscriminatorConfig((16, 32, 64, 128, 128)),  # 142x142 patches
+}
+
+
+def discriminator_config(name_or_config: str | DiscriminatorConfig) -> DiscriminatorConfig:
+    """A named discriminator configuration ("tutorial", "compact") or the config itself."""
+    return named_config(name_or_config, DISCRIMINATORS, "discriminator")
 
 
 def patchgan_discriminator(
@@ -186,14 +166,16 @@ def patchgan_discriminator(
     check_image_size(image_size, len(strided))
     inputs = keras.Input((image_size, image_size, channels), name="image")
     x = inputs
-    for i, filters in enumerate(strided):
+    for i, filters in enumerate(strided):  # half the size each time
         x = down_block(filters, normalize=i > 0, name=f"down{i + 1}")(x)
-    x = keras.layers.ZeroPadding2D(name="pad1")(x)
-    x = keras.layers.Conv2D(last, 4, kernel_initializer=_init(), use_bias=False, name="conv")(x)
+    x = keras.layers.ZeroPadding2D(name="pad1")(x)  # then two 4x4 convolutions at stride 1
+    x = keras.layers.Conv2D(
+        last, 4, kernel_initializer=initializer(), use_bias=False, name="conv"
+    )(x)
     x = instance_norm(name="norm")(x)
     x = keras.layers.LeakyReLU(0.2, name="leaky")(x)
     x = keras.layers.ZeroPadding2D(name="pad2")(x)
-    x = keras.layers.Conv2D(1, 4, kernel_initializer=_init(), name="patch_logits")(x)
+    x = keras.layers.Conv2D(1, 4, kernel_initializer=initializer(), name="patch_logits")(x)
     outputs = keras.layers.Activation("linear", dtype="float32", name="logits")(x)
     return keras.Model(inputs, outputs, name=name)
 
@@ -203,13 +185,7 @@ def receptive_field(config: str | DiscriminatorConfig = "compact") -> int:
     config = discriminator_config(config)
     strides = [2] * (len(config.filters) - 1) + [1, 1]  # the strided blocks, conv, patch_logits
     field, jump = 1, 1
-    for stride in strides:
+    for stride in strides:  # each 4x4 kernel widens the field by 3 steps of the layer's input
         field += (4 - 1) * jump
         jump *= stride
     return field
-
-
-def wrapped_network(wrapper: keras.Model) -> keras.Model:
-    """The network nested in a wrapper model (an export's averaging or calibration around a
-    generator): its first layer that is itself a model."""
-    return next(layer for layer in wrapper.layers if isinstance(layer, keras.Model))

@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ._tf import keras, tf
-from .models import wrapped_network
 
 # (rows down, columns right, mirrored). One diagonal pixel puts the first stride-2
 # downsampling at its other phase; all four of its phases with both mirrorings (eight copies)
@@ -86,3 +85,9 @@ def is_averaged(model: keras.Model) -> bool:
 def without_copies(model: keras.Model) -> keras.Model:
     """The network inside an `averaged_over_copies` model (any other model: unchanged)."""
     return wrapped_network(model) if is_averaged(model) else model
+
+
+def wrapped_network(wrapper: keras.Model) -> keras.Model:
+    """The network nested in a wrapper model (an export's averaging or calibration around a
+    generator): its first layer that is itself a model."""
+    return next(layer for layer in wrapper.layers if isinstance(layer, keras.Model))

@@ -55,7 +55,7 @@ class TrainingConfig:
                 f"generator_average={self.generator_average} must be in [0, 1): 0 for off, "
                 "or a momentum such as 0.999."
             )
-        losses._check_kind(self.adversarial)
+        losses.check_adversarial_kind(self.adversarial)
 
     @property
     def total_steps(self) -> int:
