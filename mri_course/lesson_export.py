@@ -5,7 +5,8 @@ A lesson marks a code cell whose definitions later lessons use with a first line
 every cell marked for a module, in lesson order, into `mri_helpers/MODULE.py`, each under a
 comment naming the lesson and section that define it. The imports of the marked cells are
 gathered at the top of the module (ruff sorts them and formats the file), so a lesson imports
-what a cell needs where the learner reads it. `--check` writes nothing and fails when a module
+what a cell needs where the learner reads it; an import from the module itself (what an
+earlier lesson saved into it) is left out. `--check` writes nothing and fails when a module
 differs from what the lessons would write: the package's copy is never edited by hand.
 """
 
@@ -28,6 +29,10 @@ HEADING = re.compile(r"^#{1,3} (.+)$", re.MULTILINE)
 
 # Each exported module's docstring: what it holds. A module missing here cannot be exported.
 MODULES = {
+    "processing": (
+        "Image processing: the head mask (lesson 01); cleaning, geometry, intensities,\n"
+        "augmentation, the held-out split and the tf.data pipeline (lesson 02)."
+    ),
     "models": "The CycleGAN's networks: the U-Net generator and the PatchGAN discriminator.",
     "losses": "The CycleGAN's losses, each a small function of tensors.",
 }
@@ -70,6 +75,8 @@ def module_text(module: str, cells: list[MarkedCell]) -> str:
         for node in ast.parse(cell.code).body:
             segment = ast.get_source_segment(cell.code, node, padded=False)
             target = imports if isinstance(node, ast.Import | ast.ImportFrom) else body
+            if getattr(node, "module", None) == f"mri_helpers.{module}":
+                continue  # an earlier lesson's part of this very module
             if target is imports and segment not in imports:
                 imports.append(segment)
             elif target is body:

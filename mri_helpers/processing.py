@@ -1,8 +1,8 @@
-"""Image processing: masks (01), geometry, intensities, augmentation, split, tf.data (02).
+"""Image processing: the head mask (lesson 01); cleaning, geometry, intensities,
+augmentation, the held-out split and the tf.data pipeline (lesson 02).
 
-Every step that turns a stored slice into a network input has an exact counterpart that turns
-a network output back into a slice of the input's own size and type, so results can be saved
-and compared pixel for pixel with the originals.
+Generated from the lessons' `# @save` cells by `mri-course export-lessons`: edit the
+lesson, then run it (never this file).
 """
 
 from __future__ import annotations
@@ -15,30 +15,29 @@ from scipy import ndimage
 from skimage.filters import threshold_multiotsu, threshold_otsu
 from skimage.restoration import denoise_nl_means
 
-from ._tf import tf
-from .data import MODALITIES, MRIDataset, Slice, natural_key
-from .errors import DataError
+from mri_helpers._tf import tf
+from mri_helpers.data import MODALITIES, MRIDataset, Slice, natural_key
+from mri_helpers.errors import DataError
 
-AUTOTUNE = tf.data.AUTOTUNE
+# Defined in 01_data_understanding, 'Background and tissue'.
+# A head's median grey level lies at least this many noise standard deviations above the
+# darkest background: tissue in MRI has a signal-to-noise ratio of 10 and more, while the
+# brighter half of pure Rayleigh noise (what a threshold finds in a slice of noise) lies
+# about 1.6 of them above its darkest pixels.
+HEAD_OVER_NOISE = 5.0
 
 
-# --- masks and intensity classes (01_data_understanding) ----------------------------------
 def head_mask(image: np.ndarray, floor: float = 0.0) -> np.ndarray:
     """True inside the head: a low threshold, small gaps closed, specks dropped, holes filled.
 
-    Explained in 01_data_understanding, "Background and tissue". The threshold is a quarter of
-    Otsu's, low enough to keep dark skin; the scalp ring, once its holes are filled, holds the
-    whole head, even where a dark bone ring separates it from the brain. Where what that
-    threshold finds is no brighter than the noise itself (`HEAD_OVER_NOISE`), the threshold
-    is raised above the noise (`above_noise`); a slice of scanner noise alone (above or below
-    a head) then has no head and the mask is empty. `floor`: a grey level the threshold never
-    goes below.
+    `floor`: a grey level the threshold never goes below (raised above the noise when what a
+    quarter of Otsu's threshold finds is no brighter than noise).
     """
     image = np.asarray(image, dtype=np.float32)
     if image.max() <= image.min():
         return np.zeros(image.shape, dtype=bool)
-    threshold = max(0.25 * float(threshold_otsu(image)), floor)
-    foreground = ndimage.binary_closing(image > threshold, iterations=2)
+    threshold = max(0.25 * float(threshold_otsu(image)), floor)  # 1. a quarter of Otsu's
+    foreground = ndimage.binary_closing(image > threshold, iterations=2)  # 2. gaps closed
     labels, count = ndimage.label(foreground)
     sizes = ndimage.sum(foreground, labels, range(1, count + 1))
     keep = np.isin(labels, 1 + np.flatnonzero(sizes >= max(0.01 * image.size, sizes.max() / 4)))
@@ -49,14 +48,7 @@ def head_mask(image: np.ndarray, floor: float = 0.0) -> np.ndarray:
             if floor >= noise_free:
                 return np.zeros(image.shape, dtype=bool)
             return head_mask(image, floor=noise_free)
-    return ndimage.binary_fill_holes(keep)
-
-
-# A head's median grey level lies at least this many noise standard deviations above the
-# darkest background: tissue in MRI has a signal-to-noise ratio of 10 and more, while the
-# brighter half of pure Rayleigh noise (what a threshold finds in a slice of noise) lies
-# about 1.6 of them above its darkest pixels.
-HEAD_OVER_NOISE = 5.0
+    return ndimage.binary_fill_holes(keep)  # 3. holes filled
 
 
 def above_noise(image: np.ndarray) -> float:
@@ -72,12 +64,10 @@ def noise_level(image: np.ndarray) -> float:
     return float(np.median(differences) / (0.6745 * np.sqrt(2.0)))
 
 
+# Defined in 01_data_understanding, 'Tissue contrast: T1 against T2'.
 def tissue_classes(image: np.ndarray, mask: np.ndarray, classes: int = 3) -> np.ndarray:
-    """Label pixels inside `mask` by intensity class 1..classes (multi-Otsu), 0 outside.
-
-    Explained in 01_data_understanding, "Tissue contrast": in the brain the three classes are
-    CSF, grey and white matter, in an order that the contrast decides.
-    """
+    """Label pixels inside `mask` by intensity class 1..classes (multi-Otsu), 0 outside: in
+    the brain, CSF, grey and white matter, in an order that the contrast decides."""
     values = np.asarray(image, dtype=np.float32)
     thresholds = threshold_multiotsu(values[mask], classes=classes)
     return np.where(mask, 1 + np.digitize(values, thresholds), 0).astype(np.uint8)
@@ -92,7 +82,7 @@ def brain_region(image: np.ndarray, shrink: float = 0.25) -> np.ndarray:
     return ndimage.binary_erosion(mask, iterations=max(1, int(shrink * radius)))
 
 
-# --- cleaning (02, "Cleaning: background and noise") --------------------------------------
+# Defined in 02_image_processing, 'Cleaning: background and noise'.
 @dataclass(frozen=True)
 class Cleaning:
     """Clean-up applied to every slice before the network sees it, and recorded with models.
@@ -160,7 +150,7 @@ def clean_slice(
     return result.astype(image.dtype)
 
 
-# --- geometry (02, "Padding to a square") ------------------------------------------------
+# Defined in 02_image_processing, 'Padding to a square'.
 @dataclass(frozen=True)
 class Geometry:
     """The size of a stored slice, and how it is padded to a square for the network."""
@@ -192,13 +182,8 @@ def background_value(image: np.ndarray) -> float:
 
 
 def to_model_geometry(image: np.ndarray, size: int) -> np.ndarray:
-    """Pad a (H, W) slice symmetrically to a square with its background value, then resize.
-
-    Explained in 02_image_processing, "Padding to a square": stretching 181x217 straight to a
-    square would widen the head by 20% against its height; padding keeps its proportions.
-    A network at least as large as the slice gets it padded only, pixel for pixel: no
-    resampling, so nothing is lost (at 128 px the round trip alone caps SSIM near 0.9).
-    """
+    """Pad a (H, W) slice symmetrically to a square with its background value, then resize
+    if the network is smaller than the square (never otherwise: nothing is resampled)."""
     image = np.asarray(image, dtype=np.float32)
     geometry = Geometry(*image.shape)
     side = max(geometry.side, size)
@@ -221,7 +206,7 @@ def to_original_geometry(image: np.ndarray | tf.Tensor, geometry: Geometry) -> n
     return image[top : top + geometry.height, left : left + geometry.width]
 
 
-# --- intensities (02, "Scaling intensities") ----------------------------------------------
+# Defined in 02_image_processing, 'Scaling intensities'.
 def to_unit_range(image: np.ndarray) -> np.ndarray:
     """Stored pixels to float32 in [-1, 1], the range of the generator's tanh output.
 
@@ -245,7 +230,7 @@ def from_unit_range(image: np.ndarray | tf.Tensor) -> np.ndarray:
 
 
 def prepare(slices: Sequence[Slice], size: int, cleaning: Cleaning | None = None) -> np.ndarray:
-    """Slices to a (n, size, size, 1) float32 array in [-1, 1]: cleaned, scaled and resized
+    """Slices to a (n, size, size, 1) float32 array in [-1, 1]: cleaned, scaled and padded
     once, so training never repeats this work."""
     images = [s.image if cleaning is None else clean_slice(s.image, cleaning) for s in slices]
     return prepare_images(images, size)
@@ -256,7 +241,7 @@ def prepare_images(images: Sequence[np.ndarray], size: int) -> np.ndarray:
     return np.stack([to_model_geometry(to_unit_range(i), size) for i in images])[..., None]
 
 
-# --- augmentation (02, "Augmentation") ----------------------------------------------------
+# Defined in 02_image_processing, 'Augmentation'.
 @dataclass(frozen=True)
 class Augmentation:
     """Random changes of position only, never of tissue contrast.
@@ -312,7 +297,7 @@ def _rotate(image: tf.Tensor, angle: tf.Tensor) -> tf.Tensor:
     )[0]
 
 
-# --- held-out split (02, "A held-out split") ----------------------------------------------
+# Defined in 02_image_processing, 'A held-out split'.
 @dataclass(frozen=True)
 class Split:
     """Slice ids for training and for held-out evaluation, per contrast."""
@@ -358,29 +343,26 @@ def select(dataset: MRIDataset, modality: str, ids: Sequence[str]) -> list[Slice
     return [by_id[i] for i in ids]
 
 
-# --- tf.data pipeline (02, "A fast input pipeline") ---------------------------------------
+# Defined in 02_image_processing, 'A fast input pipeline'.
 def image_stream(
     images: np.ndarray,
     batch_size: int,
     seed: int,
     augmentation: Augmentation | None = Augmentation(),
 ) -> tf.data.Dataset:
-    """An endless, shuffled, augmented, batched stream of one contrast's prepared images.
-
-    The images are decoded and resized once (`prepare`) and cached in memory; each element's
-    augmentation seed comes from (seed, element counter), so the stream is the same on every
-    run with the same seed, however many threads map it.
-    """
-    data = tf.data.Dataset.from_tensor_slices(images.astype(np.float32)).cache()
-    data = data.shuffle(len(images), seed=seed, reshuffle_each_iteration=True).repeat()
-    if augmentation is not None:
+    """An endless, shuffled, augmented, batched stream of one contrast's prepared images."""
+    data = tf.data.Dataset.from_tensor_slices(images.astype(np.float32))  # 1. one per image
+    data = data.cache()  # 2. kept in memory after the first pass
+    data = data.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)  # 3. new order
+    data = data.repeat()  # 3. ... on every pass, endlessly
+    if augmentation is not None:  # 4. each image moved by its own seed: (seed, counter)
         counter = tf.data.Dataset.counter()
         data = tf.data.Dataset.zip((data, counter)).map(
             lambda image, i: augment(image, tf.stack([tf.cast(seed, tf.int64), i]), augmentation),
-            num_parallel_calls=AUTOTUNE,
-            deterministic=True,
+            num_parallel_calls=tf.data.AUTOTUNE,  # on all cores ...
+            deterministic=True,  # ... yet in order
         )
-    return data.batch(batch_size, drop_remainder=True)
+    return data.batch(batch_size, drop_remainder=True)  # 5. equal batches
 
 
 def training_pipeline(
@@ -393,7 +375,7 @@ def training_pipeline(
     """The two unpaired streams zipped: each element is (T1 batch, T2 batch), never a pair."""
     t1 = image_stream(t1_images, batch_size, seed, augmentation)
     t2 = image_stream(t2_images, batch_size, seed + 1, augmentation)
-    return tf.data.Dataset.zip((t1, t2)).prefetch(AUTOTUNE)
+    return tf.data.Dataset.zip((t1, t2)).prefetch(tf.data.AUTOTUNE)  # 6. unpaired, ahead
 
 
 def steps_per_epoch(t1_count: int, t2_count: int, batch_size: int) -> int:
