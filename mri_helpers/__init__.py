@@ -73,10 +73,7 @@ _LAZY_MODULES = {
     "plotting",
     "processing",
     "profiles",
-    "runner",
-    "tfds_dataset",
     "training",
-    "volumes",
 }
 
 

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from mri_helpers import benchmark, export, models, profiles, training, volumes
+from mri_course import benchmark, scans
+from mri_helpers import export, models, profiles, training
 from mri_helpers._tf import keras
 from mri_helpers.processing import Cleaning
 
@@ -66,10 +67,10 @@ def test_the_volume_item_translates_with_a_course_export(tmp_path) -> None:
     generator, config = export.load_generator(benchmark._course_export(tmp_path))
     assert config["test_time_augmentation"] and config["calibrated"]
     assert export.cleaning_of(config) == Cleaning()
-    assert volumes.copies_of(generator) is not None
+    assert scans.copies_of(generator) is not None
     data = np.zeros((40, 48, 3), np.float32)
     data[8:32, 8:40] = 100.0
-    result, _, record = volumes.translate_volume(generator, config, data, np.eye(4), batch_size=3)
+    result, _, record = scans.translate_volume(generator, config, data, np.eye(4), batch_size=3)
     assert result.shape == data.shape and record["geometry"]["slices"] == 3
 
 

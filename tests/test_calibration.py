@@ -14,7 +14,8 @@ from PIL import Image
 from scipy import stats
 
 import mri_helpers as mh
-from mri_helpers import calibration, evaluation, export, models, processing, test_time, training
+from mri_course.evaluate import evaluate_export
+from mri_helpers import calibration, export, models, processing, test_time, training
 from mri_helpers._tf import keras, tf
 
 GRID = np.linspace(-1, 1, calibration.TABLE_SIZE)
@@ -164,7 +165,7 @@ def test_exports_are_calibrated_on_training_images_and_scored_both_ways(
         assert config["calibrated"] is False and calibration.calibration_of(plain) is None
         assert config["test_time_augmentation"] is False and not test_time.is_averaged(plain)
 
-    result = evaluation.evaluate_export(str(tmp_path / "calibrated"), str(course_zip))
+    result = evaluate_export(str(tmp_path / "calibrated"), str(course_zip))
     ratio = result["course"]["histogram_distance_ratio"]
     assert ratio < result["course_uncalibrated"]["histogram_distance_ratio"] / 2
     assert any("without calibration" in line for line in result["summary"])
@@ -172,21 +173,21 @@ def test_exports_are_calibrated_on_training_images_and_scored_both_ways(
     # The bare network and the averaged one are different models, scored separately.
     assert result["course_network"] != result["course_uncalibrated"]
     json.dumps(result)  # what --json writes
-    plain = evaluation.evaluate_export(str(tmp_path / "plain"), str(course_zip))
+    plain = evaluate_export(str(tmp_path / "plain"), str(course_zip))
     assert "course_uncalibrated" not in plain and "course_network" not in plain
     # An export that records its held-out slices is scored on them, or refused on other data.
     for direction in export.DIRECTIONS:
         config_path = tmp_path / "plain" / direction / "model.json"
         config = json.loads(config_path.read_text())
         config_path.write_text(json.dumps({**config, "held_out": plain["held_out"]}))
-    assert evaluation.evaluate_export(str(tmp_path / "plain"), str(course_zip)) == plain
+    assert evaluate_export(str(tmp_path / "plain"), str(course_zip)) == plain
     for direction in export.DIRECTIONS:
         config_path = tmp_path / "plain" / direction / "model.json"
         config = json.loads(config_path.read_text())
         config["held_out"]["t1"] = config["held_out"]["t1"][1:]
         config_path.write_text(json.dumps(config))
     with pytest.raises(mh.DataError, match="held-out slices recorded in .* are not the ones"):
-        evaluation.evaluate_export(str(tmp_path / "plain"), str(course_zip))
+        evaluate_export(str(tmp_path / "plain"), str(course_zip))
 
 
 def test_translate_command_loads_a_calibrated_export_in_a_new_process(
@@ -200,7 +201,7 @@ def test_translate_command_loads_a_calibrated_export_in_a_new_process(
     export.export_generator(model, tmp_path / "models", "t1-to-t2", size, extra, False)
     with zipfile.ZipFile(course_zip) as archive:
         (tmp_path / "in.png").write_bytes(archive.read("Tr1/TrainT1/Image #10.png"))
-    command = [sys.executable, "-m", "mri_helpers.cli", "translate", "--model"]
+    command = [sys.executable, "-m", "mri_course.cli", "translate", "--model"]
     command += [str(tmp_path / "models"), "--direction", "t1-to-t2", str(tmp_path / "in.png")]
     done = subprocess.run(
         [*command, "--out", str(tmp_path / "out")], capture_output=True, text=True

@@ -11,8 +11,8 @@ import pytest
 
 import mri_helpers as mh
 from conftest import course_like_entries, gray_slice, make_zip, png_bytes, sha256
+from mri_course.cli import main as cli_main
 from mri_helpers import data as data_module
-from mri_helpers.cli import main as cli_main
 
 
 # --- the real course zip -------------------------------------------------------------------

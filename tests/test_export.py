@@ -13,9 +13,9 @@ from PIL import Image
 
 import mri_helpers as mh
 from conftest import gray_slice, png_bytes, sha256
+from mri_course.cli import main as cli_main
 from mri_helpers import export, models
 from mri_helpers._tf import keras
-from mri_helpers.cli import main as cli_main
 
 SIZE = 32
 CONFIG = models.GeneratorConfig((8, 16, 32))

@@ -16,14 +16,14 @@ import pytest
 
 import mri_helpers as mh
 from conftest import REPO, gray_slice, png_bytes
-from mri_helpers.cli import main as cli_main
+from mri_course.cli import main as cli_main
 
 
 def test_killed_training_resumes_and_finishes(course_zip: Path, tmp_path: Path) -> None:
     """SIGKILL the whole batch mid-training; `--resume` finishes it from the last epoch."""
     out = tmp_path / "run"
     command = [
-        sys.executable, "-m", "mri_helpers.cli", "run", "--profile", "smoke",
+        sys.executable, "-m", "mri_course.cli", "run", "--profile", "smoke",
         "--data", str(course_zip), "--out", str(out),
         "--set", "EPOCHS=8", "--set", "STEPS_PER_EPOCH=3",
     ]  # fmt: skip

@@ -34,8 +34,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import course_like_entries, gray_slice, png_bytes
-from mri_helpers import data, export, fileio, models, volumes
-from mri_helpers.cli import main as cli_main
+from mri_course import scans
+from mri_course.cli import main as cli_main
+from mri_helpers import data, export, fileio, models
 from mri_helpers.errors import DataError, ModelFileError
 
 MIB = 1 << 20
@@ -103,7 +104,7 @@ def test_nifti_voxels_must_be_what_the_header_announces(shape, dtype, change, co
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / ("scan.nii.gz" if compressed else "scan.nii")
         path.write_bytes(gzip.compress(raw) if compressed else raw)
-        scan = volumes.read_nifti(path)
+        scan = scans.read_nifti(path)
         if change == 0:
             np.testing.assert_array_equal(scan.voxels(), values.astype(np.float32))
             return
@@ -125,12 +126,12 @@ def test_any_announced_volume_is_refused_or_read_within_its_bound(shape, dtype):
     voxels, itemsize = int(np.prod(shape)), np.dtype(dtype).itemsize
     if voxels * itemsize == 3700:
         return  # a claim that matches the data: read as any good file (test above)
-    too_large = voxels > volumes.MAX_VOLUME_VOXELS or voxels * itemsize > volumes.MAX_VOLUME_BYTES
+    too_large = voxels > scans.MAX_VOLUME_VOXELS or voxels * itemsize > scans.MAX_VOLUME_BYTES
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "claims.nii"
         path.write_bytes(nifti_bytes(shape, dtype, b"\0" * 3700))
         with peak_allocation() as peak, pytest.raises(DataError) as refused:
-            volumes.read_nifti(path).voxels()
+            scans.read_nifti(path).voxels()
     expected = (
         "header announces"
         if too_large
@@ -157,7 +158,7 @@ def test_a_gzip_stream_longer_than_its_header_is_caught_after_one_chunk(tmp_path
     path = tmp_path / "overlong.nii.gz"
     path.write_bytes(gzip_of_zeros(header, 1 << 30))
     with peak_allocation() as peak, pytest.raises(DataError, match="more data than its header"):
-        volumes.read_nifti(path).voxels()
+        scans.read_nifti(path).voxels()
     assert peak[0] < 16 * MIB, f"{peak[0] / MIB:.0f} MiB"
 
 
@@ -313,7 +314,7 @@ def test_a_nifti_named_special_file_is_named_too(tmp_path) -> None:
     path = tmp_path / "scan.nii.gz"
     os.mkfifo(path)
     with no_hang(30), pytest.raises(DataError, match="FIFO"):
-        volumes.read_nifti(path)
+        scans.read_nifti(path)
 
 
 def test_an_unreadable_file_says_so(tmp_path, monkeypatch) -> None:
@@ -341,14 +342,14 @@ def no_work(monkeypatch):
     """Every command's real work refuses to start."""
     import papermill
 
-    from mri_helpers import benchmark, evaluation, runner
+    from mri_course import benchmark, evaluate, runner
 
     monkeypatch.setattr(papermill, "execute_notebook", _refuse)
     monkeypatch.setattr(benchmark, "run", _refuse)
-    monkeypatch.setattr(evaluation, "evaluate_export", _refuse)
-    monkeypatch.setattr(evaluation, "evaluate_volume", _refuse)
+    monkeypatch.setattr(evaluate, "evaluate_export", _refuse)
+    monkeypatch.setattr(evaluate, "evaluate_volume", _refuse)
     monkeypatch.setattr(export, "translate_files", _refuse)
-    monkeypatch.setattr(volumes, "translate_volume_files", _refuse)
+    monkeypatch.setattr(scans, "translate_volume_files", _refuse)
     monkeypatch.setattr(runner, "run_course", _refuse)
 
 

@@ -3,7 +3,7 @@
 Crafted files (encrypted, damaged and garbage zips, decompression bombs, 1-pixel, 6000-pixel
 and 2 GiB "PNGs", model folders with odd model.json or .keras files, garbage run manifests)
 and argument tables are tried against `check-data`, `run`, `translate`, `evaluate`, `publish`
-and `bench` through `mri_helpers.cli.main` in-process. A user's mistake must end as exit 2
+and `bench` through `mri_course.cli.main` in-process. A user's mistake must end as exit 2
 with one clear `error:` message naming the offending file or parameter: no traceback, no
 exception escaping `main`, input files unchanged (sha256) and nothing written anywhere but
 the output folder. Guards stop any command that starts real work (notebooks, benchmarks,
@@ -38,9 +38,9 @@ from PIL import Image, ImageDraw
 
 import mri_helpers as mh
 from conftest import REPO, course_like_entries, gray_slice, make_zip, png_bytes
+from mri_course.cli import main as cli_main
 from mri_helpers import data as data_module
 from mri_helpers import profiles
-from mri_helpers.cli import main as cli_main
 from mri_helpers.fileio import MEMORY_BOUND_BYTES
 
 GIB = 2**30
@@ -67,7 +67,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     $MRI_DATA, and with notebook execution and publishing over notebooks/ guarded."""
     import papermill
 
-    from mri_helpers import runner
+    from mri_course import runner
 
     cwd = tmp_path / "cwd"
     cwd.mkdir()
@@ -1001,17 +1001,17 @@ def report():
     sys.stderr.write("PEAK_KIB " + peak[0].split()[1] + "\\n")
 atexit.register(report)
 sys.argv = ["mri-course", *sys.argv[1:]]
-runpy.run_module("mri_helpers.cli", run_name="__main__")
+runpy.run_module("mri_course.cli", run_name="__main__")
 """
 
 
 def peak_memory_run(command: list[str], cwd: Path, timeout: float = 120) -> tuple[int, str, int]:
-    """Run `mri-course ARGS` (command: [python, -m, mri_helpers.cli, ARGS...]); return its exit
+    """Run `mri-course ARGS` (command: [python, -m, mri_course.cli, ARGS...]); return its exit
     code, stdout + stderr and its own peak resident memory in bytes."""
     env = {k: v for k, v in os.environ.items() if k != "MRI_DATA"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     cwd.mkdir(parents=True, exist_ok=True)
-    arguments = command[command.index("mri_helpers.cli") + 1 :]
+    arguments = command[command.index("mri_course.cli") + 1 :]
     done = subprocess.run(
         [sys.executable, "-c", MEASURED, *arguments],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
@@ -1034,7 +1034,7 @@ def big_data(tmp_path: Path) -> Path:
 
 def test_check_data_on_a_2_gib_png_is_refused_in_bounded_memory(tmp_path, big_data) -> None:
     before = snapshot(tmp_path)
-    command = [sys.executable, "-m", "mri_helpers.cli", "check-data", str(big_data)]
+    command = [sys.executable, "-m", "mri_course.cli", "check-data", str(big_data)]
     code, output, peak = peak_memory_run(command, tmp_path / "cwd")
     assert code == 2 and "Traceback" not in output, f"exit {code}:\n{output[-3000:]}"
     assert "x.png" in output and "MiB" in output, output
@@ -1050,7 +1050,7 @@ def test_translate_of_a_2_gib_png_is_refused_in_bounded_memory(
     command = [
         sys.executable,
         "-m",
-        "mri_helpers.cli",
+        "mri_course.cli",
         "translate",
         "--model",
         str(models_dir),
@@ -1105,7 +1105,7 @@ def test_translate_refuses_a_lying_nifti_from_its_header(tmp_path, models_dir, c
     out = tmp_path / "out"
     before = snapshot(tmp_path)
     command = [
-        sys.executable, "-m", "mri_helpers.cli", "translate", "--model", str(models_dir),
+        sys.executable, "-m", "mri_course.cli", "translate", "--model", str(models_dir),
         "--direction", "t1-to-t2", str(scan), "--out", str(out),
     ]  # fmt: skip
     code, output, peak = peak_memory_run(command, tmp_path / "cwd")
@@ -1132,7 +1132,7 @@ def test_check_data_refuses_a_zip_member_whose_size_lies_in_bounded_memory(tmp_p
     struct.pack_into("<Q", raw, extra + 4, 1000)  # the uncompressed size it records
     path.write_bytes(bytes(raw))
     before = snapshot(tmp_path)
-    command = [sys.executable, "-m", "mri_helpers.cli", "check-data", str(path)]
+    command = [sys.executable, "-m", "mri_course.cli", "check-data", str(path)]
     code, output, peak = peak_memory_run(command, tmp_path / "cwd")
     assert code == 2 and "Traceback" not in output, output
     assert "Image #9.png" in output, output

@@ -159,7 +159,7 @@ def test_another_worker_reads_the_chiefs_run_and_writes_only_a_temporary_folder(
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
-    from mri_helpers import runner
+    from mri_course import runner
 
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
@@ -219,7 +219,7 @@ def test_another_worker_reads_the_chiefs_run_and_writes_only_a_temporary_folder(
 def test_a_worker_with_a_bad_cluster_or_options_is_refused(
     tmp_path, monkeypatch, capsys, config: str, arguments: list[str], message: str
 ) -> None:
-    from mri_helpers.cli import main
+    from mri_course.cli import main
 
     monkeypatch.setenv("TF_CONFIG", config)
     arguments = [str(tmp_path / a) if a == "RUN" else a for a in arguments]

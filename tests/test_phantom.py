@@ -446,7 +446,7 @@ def test_volume_reslicing_gives_the_slices_the_model_was_trained_on(
     """Read back as a scan, the phantom's T1 volume is cut by `mri_helpers.volumes` into the
     axial planes a course model expects (1 mm, rows posterior -> anterior, columns left ->
     right): the planes on its model grid are make_phantom's slices, up to the frame's crop."""
-    from mri_helpers import volumes as volume_io
+    from mri_course import scans as volume_io
 
     scan = volume_io.read_nifti(volumes.write(tmp_path)["t1"])
     config = {"image_size": 256, "direction": "t1-to-t2"}  # model.json with the course geometry

@@ -14,8 +14,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from mri_helpers import runner
-from mri_helpers.cli import main as cli_main
+from mri_course import runner
+from mri_course.cli import main as cli_main
 
 
 def write_notebook(path: Path, *sources: str, parameters: str = "SEED = 1\nRUN_DIR = '.'") -> Path:
@@ -237,7 +237,7 @@ def test_unknown_profile_is_rejected_by_the_command(capsys) -> None:
 def test_course_smoke_batch_end_to_end(course_zip: Path, tmp_path: Path) -> None:
     """`mri-course run --profile smoke` on the real notebooks, as a user would run it."""
     out = tmp_path / "smoke-run"
-    command = [sys.executable, "-m", "mri_helpers.cli", "run", "--profile", "smoke"]
+    command = [sys.executable, "-m", "mri_course.cli", "run", "--profile", "smoke"]
     done = subprocess.run(
         [*command, "--data", str(course_zip), "--out", str(out)],
         capture_output=True,

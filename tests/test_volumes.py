@@ -16,7 +16,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from scipy import ndimage
 
-from mri_helpers import calibration, export, models, processing, test_time, volumes
+from mri_course import scans
+from mri_helpers import calibration, export, models, processing, test_time
 from mri_helpers._tf import keras
 from mri_helpers.errors import DataError, ModelFileError
 
@@ -110,14 +111,14 @@ def reoriented(data: np.ndarray, affine: np.ndarray, codes: str) -> tuple[np.nda
 
 
 def translate(model: Path, inputs, out: Path, **options) -> list[Path]:
-    return volumes.translate_volume_files(model, "t1-to-t2", inputs, out, **options)
+    return scans.translate_volume_files(model, "t1-to-t2", inputs, out, **options)
 
 
 def scaled_input(path: Path, config=None) -> np.ndarray:
     """The input on the course scale, clipped to 0..255, as the network receives it."""
-    scan = volumes.read_nifti(path)
+    scan = scans.read_nifti(path)
     config = config or {"image_size": SIZE, "direction": "t1-to-t2"}
-    plan = volumes.plan_volume(scan.voxels(), scan.affine, config, "t1")
+    plan = scans.plan_volume(scan.voxels(), scan.affine, config, "t1")
     return np.clip(plan.scaling.apply(scan.voxels()), 0, 255)
 
 
@@ -146,13 +147,13 @@ def test_model_slices_have_posterior_at_the_top_and_the_left_on_the_left() -> No
         stored, affine = reoriented(data, ras_affine(), codes)
         assert "".join(nib.aff2axcodes(affine)) == codes
         for tilted in (affine, rotation(15, 0) @ affine):
-            orientation = volumes.reorientation(tilted, stored.shape)
+            orientation = scans.reorientation(tilted, stored.shape)
             model = orientation.apply(stored)
             assert model.shape == (SHAPE[2], SHAPE[1], SHAPE[0])  # (S, A, R) axes
             assert model[-1, -1, -1] == 1, codes
             np.testing.assert_array_equal(orientation.undo(model), stored)
     # A model whose rows run anterior -> posterior and columns right -> left:
-    flipped = volumes.reorientation(ras_affine(), SHAPE, "PL").apply(data)
+    flipped = scans.reorientation(ras_affine(), SHAPE, "PL").apply(data)
     assert flipped[-1, 0, 0] == 1
 
 
@@ -244,7 +245,7 @@ def test_the_model_grid_samples_the_right_millimetres() -> None:
     crop; back on the input grid the ramps return inside the crop, and 0 outside it."""
     shape = (50, 60)
     for spacing, pixel in (((0.9, 0.7), (1.0, 1.0)), ((3.0, 1.0), (1.0, 2.0))):
-        grid = volumes.in_plane_grid(shape, spacing, pixel, ((10, 30), (12, 40)), margin_mm=2)
+        grid = scans.in_plane_grid(shape, spacing, pixel, ((10, 30), (12, 40)), margin_mm=2)
         centres_mm = [(np.arange(n) + 0.5) * s for n, s in zip(shape, spacing, strict=True)]
         inner, outside = [], []
         for axis, mm in enumerate(centres_mm):
@@ -277,7 +278,7 @@ def test_the_slices_are_translated_in_batches(exports, monkeypatch) -> None:
         generator, "predict_on_batch", lambda x: shapes.append(x.shape) or predict(x)
     )
     data = head((40, 48, 11))
-    result, spread, record = volumes.translate_volume(
+    result, spread, record = scans.translate_volume(
         generator, config, data, ras_affine(shape=(40, 48, 11)), batch_size=4,
         mixed_precision="off",
     )  # fmt: skip
@@ -302,7 +303,7 @@ def test_slices_without_head_leave_no_holes_in_the_batches(tmp_path, monkeypatch
         generator, "predict_on_batch", lambda x: shapes.append(x.shape) or predict(x)
     )
     affine = ras_affine(shape=(40, 48, 11))
-    translate_volume = partial(volumes.translate_volume, mixed_precision="off")  # patched
+    translate_volume = partial(scans.translate_volume, mixed_precision="off")  # patched
     one_by_one, _, _ = translate_volume(generator, config, gaps, affine, batch_size=1)
     assert len(shapes) == 6
     shapes.clear()
@@ -328,7 +329,7 @@ def test_the_network_sees_course_slices_as_the_course_stores_them(monkeypatch) -
     seen = []
     monkeypatch.setattr(identity, "predict_on_batch", lambda x: seen.append(x) or x)
     config = {"image_size": size, "direction": "t1-to-t2"}
-    result, _, record = volumes.translate_volume(
+    result, _, record = scans.translate_volume(
         identity, config, data, np.eye(4), mixed_precision="off"
     )
     gain = record["intensity_scaling"]["gain"]
@@ -459,16 +460,16 @@ def test_a_dicom_series_reads_like_the_equivalent_nifti(tmp_path: Path) -> None:
     )  # fmt: skip
     files = write_series(tmp_path / "series", stored, **settings)
     data, affine = expected_geometry(stored, **settings)
-    nifti = volumes.read_nifti(save(data, affine, tmp_path / "same.nii.gz"))
+    nifti = scans.read_nifti(save(data, affine, tmp_path / "same.nii.gz"))
     for source in (tmp_path / "series", files[::-1]):  # the folder, or its files
-        scan = volumes.read_dicom_series(source)
+        scan = scans.read_dicom_series(source)
         np.testing.assert_allclose(scan.affine, affine, atol=1e-4)
         np.testing.assert_allclose(scan.affine, nifti.affine, atol=1e-4)
         np.testing.assert_array_equal(scan.voxels(), nifti.voxels())
         assert scan.name == "series" and len(scan.files) == len(stored)
-    assert volumes.is_volume_input(tmp_path / "series") and volumes.is_volume_input(files[0])
+    assert scans.is_volume_input(tmp_path / "series") and scans.is_volume_input(files[0])
     # Its files named one by one (as a shell expands series/*.dcm) are one scan.
-    [scan] = volumes.collect_scans([str(f) for f in files])
+    [scan] = scans.collect_scans([str(f) for f in files])
     np.testing.assert_array_equal(scan.voxels(), nifti.voxels())
 
 
@@ -476,7 +477,7 @@ def test_volumes_released_to_save_memory_are_read_again(exports, tmp_path, monke
     write_series(tmp_path / "series", stored_head())
     inputs = [save(head(), ras_affine(), tmp_path / "scan.nii.gz"), tmp_path / "series"]
     kept = translate(exports["unet"], inputs, tmp_path / "kept")
-    monkeypatch.setattr(volumes, "KEEP_LOADED_BYTES", 0)
+    monkeypatch.setattr(scans, "KEEP_LOADED_BYTES", 0)
     read_again = translate(exports["unet"], inputs, tmp_path / "again")
     for first, second in zip(kept, read_again, strict=True):
         np.testing.assert_array_equal(nib.load(first).get_fdata(), nib.load(second).get_fdata())
@@ -556,13 +557,13 @@ def test_the_network_precision_is_chosen_and_recorded(exports, tmp_path: Path) -
         results[setting] = (sidecar["computed_in"], nib.load(output).get_fdata())
     assert results["off"][0] == "float32" and results["on"][0] == "mixed_bfloat16"
     generator, config = export.load_generator(exports["averaged"])
-    exact, _, record = volumes.translate_volume(
+    exact, _, record = scans.translate_volume(
         generator, config, head(), ras_affine(), mixed_precision="off"
     )
     assert record["computed_in"] == "float32"
     np.testing.assert_allclose(results["off"][1], exact, atol=1e-3)
-    network = volumes._Network(generator, 4, False, "mixed_bfloat16")  # built once per export
-    assert volumes._Network(generator, 4, False, "mixed_bfloat16").model is network.model
+    network = scans._Network(generator, 4, False, "mixed_bfloat16")  # built once per export
+    assert scans._Network(generator, 4, False, "mixed_bfloat16").model is network.model
     difference = np.abs(results["on"][1] - results["off"][1])
     assert 0 < difference.max() < 8 and difference.mean() < 0.5  # grey levels of 0..255
     with pytest.raises(ValueError, match="mixed precision 'half'"):
@@ -588,7 +589,7 @@ def test_the_output_says_it_is_synthetic(exports, tmp_path: Path) -> None:
     assert sidecar["synthetic"] is True and sidecar["model"]["epoch"] == 7
     assert sidecar["model"]["direction"] == "t1-to-t2"
     assert sidecar["model"]["path"] == str(exports["unet"].resolve())
-    assert sidecar["intensity_scaling"]["maps_to"] == volumes.COURSE_HEAD_LEVELS["t1"]
+    assert sidecar["intensity_scaling"]["maps_to"] == scans.COURSE_HEAD_LEVELS["t1"]
     assert sidecar["geometry"]["model_pixel_mm"] == [1.0, 1.0]
     assert sidecar["uncertainty"] is None
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
@@ -657,14 +658,14 @@ def test_nifti2_and_single_slice_files_keep_their_kind_and_shape(exports, tmp_pa
 
 
 def test_model_json_geometry_keys_are_read_and_checked(exports, tmp_path: Path) -> None:
-    assert volumes.model_geometry({}) == ((1.0, 1.0), "AR")
-    assert volumes.model_geometry({"pixel_spacing_mm": [0.5, 2], "slice_orientation": "rp"}) == (
+    assert scans.model_geometry({}) == ((1.0, 1.0), "AR")
+    assert scans.model_geometry({"pixel_spacing_mm": [0.5, 2], "slice_orientation": "rp"}) == (
         (0.5, 2.0),
         "RP",
     )
     for bad in ({"pixel_spacing_mm": 0}, {"pixel_spacing_mm": "1"}, {"slice_orientation": "AP"}):
         with pytest.raises(ModelFileError, match="model.json"):
-            volumes.model_geometry(bad)
+            scans.model_geometry(bad)
     # A model of 2 mm pixels: each slice is halved for the network and brought back.
     folder = export.export_generator(
         _identity(), tmp_path / "m", "t1-to-t2", SIZE, {"pixel_spacing_mm": 2.0}, False
@@ -748,7 +749,7 @@ def test_dicom_problems_are_refused_clearly(exports, tmp_path: Path) -> None:
     two = tmp_path / "two"
     write_series(two, stored_head(), description="T1 axial", number=3, prefix="a")
     write_series(two, stored_head(), description="T1 repeat", number=4, prefix="b")
-    found = volumes.dicom_series_in(two)
+    found = scans.dicom_series_in(two)
     error = refused(exports, [two], out, "holds 2 DICOM series")
     for series in found:
         assert series.uid in str(error) and series.description in str(error)
@@ -808,16 +809,16 @@ def test_outputs_are_refused_before_anything_is_written(exports, tmp_path: Path)
 def test_volume_inputs_are_told_apart_from_png_inputs(tmp_path: Path) -> None:
     (tmp_path / "pngs").mkdir()
     (tmp_path / "pngs" / "a.png").write_bytes(b"\x89PNG")
-    assert not volumes.is_volume_input(tmp_path / "pngs")
-    assert volumes.is_volume_input(tmp_path / "x.nii.gz") and volumes.is_volume_input("y.NII")
-    assert not volumes.is_volume_input(tmp_path / "pngs" / "a.png")
+    assert not scans.is_volume_input(tmp_path / "pngs")
+    assert scans.is_volume_input(tmp_path / "x.nii.gz") and scans.is_volume_input("y.NII")
+    assert not scans.is_volume_input(tmp_path / "pngs" / "a.png")
 
 
 def test_the_translate_command_takes_volumes(exports, tmp_path: Path, capsys) -> None:
     """`mri-course translate scan.nii.gz --out DIR` writes the synthetic volume and its map;
     PNG slices and volumes in one call, or volume options for slices, are refused."""
     from conftest import gray_slice, png_bytes
-    from mri_helpers.cli import main as cli_main
+    from mri_course.cli import main as cli_main
 
     scan = save(head(), ras_affine(), tmp_path / "scan.nii.gz")
     out = tmp_path / "out"
@@ -858,7 +859,7 @@ def phantom_volumes(tmp_path: Path, levels: int = 6) -> tuple[Path, Path]:
 def test_a_volume_is_scored_against_its_paired_truth(tmp_path: Path, capsys) -> None:
     """`mri-course evaluate --scan T1 --truth T2`: a negating 'model' is the inversion baseline
     by another name, so both score alike; the brain is scored apart from the head."""
-    from mri_helpers.cli import main as cli_main
+    from mri_course.cli import main as cli_main
 
     models_dir = negation_export(tmp_path)
     scan, truth = phantom_volumes(tmp_path)
@@ -885,7 +886,7 @@ def test_a_volume_is_scored_against_its_paired_truth(tmp_path: Path, capsys) -> 
 def test_a_volume_is_scored_at_chosen_levels_and_outside_them(tmp_path: Path) -> None:
     """`levels_mm` scores the axial slices at those scanner heights apart from the others;
     the heights come from the affine (here the volume starts 10 mm up, at 1 mm a slice)."""
-    from mri_helpers.evaluation import evaluate_volume
+    from mri_course.evaluate import evaluate_volume
 
     models_dir = negation_export(tmp_path)
     raised = np.eye(4)
@@ -908,8 +909,8 @@ def test_a_volume_is_scored_at_chosen_levels_and_outside_them(tmp_path: Path) ->
 
 
 def test_the_course_head_levels_are_those_of_the_course_slices(course_zip: Path) -> None:
-    levels = volumes.head_levels([*mh_load(course_zip).t1, *mh_load(course_zip).t2])
-    assert levels == pytest.approx(volumes.COURSE_HEAD_LEVELS, abs=0.5)
+    levels = scans.head_levels([*mh_load(course_zip).t1, *mh_load(course_zip).t2])
+    assert levels == pytest.approx(scans.COURSE_HEAD_LEVELS, abs=0.5)
 
 
 def mh_load(path: Path):
@@ -949,7 +950,7 @@ def test_the_phantom_head_through_a_model_keeps_the_mni152_geometry(tmp_path: Pa
 
     models_dir = negation_export(tmp_path)
     files = make_phantom_volumes().write(tmp_path / "phantom")
-    [output] = volumes.translate_volume_files(models_dir, "t1-to-t2", [files["t1"]], tmp_path)
+    [output] = scans.translate_volume_files(models_dir, "t1-to-t2", [files["t1"]], tmp_path)
     assert_same_geometry(output, files["t1"])
     synthetic = nib.load(output)
     np.testing.assert_array_equal(synthetic.affine, load_mni152_brain_mask(resolution=1).affine)
@@ -963,19 +964,19 @@ def test_the_phantom_head_through_a_model_keeps_the_mni152_geometry(tmp_path: Pa
 
 def test_the_crop_margin_shrinks_so_a_head_that_fits_the_network_is_never_resized() -> None:
     box = ((13, 219), (13, 183))  # a 207 x 171 mm head on a 233 x 197 grid at 1 mm
-    wide = volumes.in_plane_grid((233, 197), (1.0, 1.0), (1.0, 1.0), box)
+    wide = scans.in_plane_grid((233, 197), (1.0, 1.0), (1.0, 1.0), box)
     assert wide.size == (227, 191)  # 10 mm on each side: more than a 224 px network
-    fitted = volumes.in_plane_grid((233, 197), (1.0, 1.0), (1.0, 1.0), box, max_pixels=224)
+    fitted = scans.in_plane_grid((233, 197), (1.0, 1.0), (1.0, 1.0), box, max_pixels=224)
     assert fitted.size[0] <= 224 and fitted.size[1] == 191  # only the long side gives way
     for axis in range(2):  # the head stays whole, centred in what is left
         assert fitted.start[axis] <= box[axis][0]
         assert fitted.start[axis] + fitted.size[axis] > box[axis][1]
-    tight = volumes.in_plane_grid((233, 197), (1.0, 1.0), (1.0, 1.0), box, max_pixels=160)
+    tight = scans.in_plane_grid((233, 197), (1.0, 1.0), (1.0, 1.0), box, max_pixels=160)
     assert tight.size == (207, 171)  # larger than the network: the head alone, resized later
 
 
 def test_evaluate_levels_option_is_checked_and_reaches_the_report(tmp_path: Path, capsys) -> None:
-    from mri_helpers.cli import main as cli_main
+    from mri_course.cli import main as cli_main
 
     models_dir = negation_export(tmp_path)
     scan, truth = phantom_volumes(tmp_path)

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from ._tf import keras, tf
+from mri_helpers._tf import keras, tf
 
 # Through fit(); "float32" items run with MIXED_PRECISION off, the others at "auto".
 FIT_ITEMS = ("project", "project_float32", "course", "course_float32", "course_reproducible")
@@ -245,7 +245,7 @@ def _measure_fit(
     seeded: bool = False,
     one_op_at_a_time: bool = False,
 ) -> dict[str, Any]:
-    from . import models, profiles, set_seed, training
+    from mri_helpers import models, profiles, set_seed, training
 
     if seeded:
         set_seed(0, one_op_at_a_time)  # first, as notebook 04 does: it decides how ops run
@@ -320,9 +320,9 @@ def _measure_head_start(steps: int, precision: str) -> dict[str, Any]:
     per step of one generator (`baselines.warm_start`, the difference of a long and a short
     call, so tracing is left out; only meaningful for many steps) and setup_seconds, the
     cleaning of the phantom's training slices and their classical guesses, done once."""
-    from . import baselines, models, profiles, set_seed, training
-    from .data import load_phantom
-    from .processing import Cleaning, holdout_split
+    from mri_helpers import baselines, models, profiles, set_seed, training
+    from mri_helpers.data import load_phantom
+    from mri_helpers.processing import Cleaning, holdout_split
 
     set_seed(0)
     training.use_mixed_precision(precision)
@@ -361,8 +361,8 @@ def _measure_head_start(steps: int, precision: str) -> dict[str, Any]:
 def _course_export(folder: Path) -> Path:
     """An export of an untrained `course` generator as the course ships it: averaged over
     copies and calibrated (identity table; any table costs the same)."""
-    from . import calibration, export, models, profiles, test_time
-    from .processing import Cleaning
+    from mri_helpers import calibration, export, models, profiles, test_time
+    from mri_helpers.processing import Cleaning
 
     p = profiles.load_profile("course")
     generator = models.unet_generator(p["GENERATOR"], p["IMAGE_SIZE"])
@@ -385,8 +385,10 @@ def _measure_volume(steps: int, mixed_precision: str) -> dict[str, Any]:
     reorientation and rescaling included."""
     import tempfile
 
-    from . import export, volumes
-    from .phantom import make_phantom_volumes
+    from mri_helpers import export
+    from mri_helpers.phantom import make_phantom_volumes
+
+    from . import scans as volumes
 
     head = make_phantom_volumes().t1
     data, affine = np.asarray(head.dataobj, np.float32), head.affine
@@ -410,9 +412,9 @@ def _measure_volume(steps: int, mixed_precision: str) -> dict[str, Any]:
 
 
 def _measure_translate(steps: int) -> dict[str, Any]:
-    from . import calibration, export, models, profiles, test_time
-    from .data import Slice
-    from .processing import Cleaning
+    from mri_helpers import calibration, export, models, profiles, test_time
+    from mri_helpers.data import Slice
+    from mri_helpers.processing import Cleaning
 
     p = profiles.load_profile("course")
     generator = models.unet_generator(p["GENERATOR"], p["IMAGE_SIZE"])
@@ -436,7 +438,7 @@ def _measure_translate(steps: int) -> dict[str, Any]:
 
 
 def _measure_pipeline(steps: int) -> dict[str, Any]:
-    from . import processing, profiles
+    from mri_helpers import processing, profiles
 
     p = profiles.load_profile("course")
     rng = np.random.default_rng(0)
@@ -459,7 +461,7 @@ def _measure_pipeline(steps: int) -> dict[str, Any]:
 def _run_item(item: str, steps: int) -> dict[str, Any]:
     """Run one item in a fresh interpreter; add its peak memory."""
     done = subprocess.run(  # noqa: S603 (fixed argument list, no shell, no user text)
-        [sys.executable, "-m", "mri_helpers.benchmark", "--item", item, "--steps", str(steps)],
+        [sys.executable, "-m", "mri_course.benchmark", "--item", item, "--steps", str(steps)],
         capture_output=True,
         text=True,
         check=False,
@@ -528,7 +530,7 @@ def run(quick: bool = False, out: str | os.PathLike = "benchmarks/results") -> d
 def _course_minutes(step: dict[str, Any], head_start: dict[str, Any]) -> float:
     """Minutes the `course` profile's training takes at these speeds: its head start (both
     generators) and its adversarial steps, nothing else (no data, exports or evaluation)."""
-    from . import profiles
+    from mri_helpers import profiles
 
     p = profiles.load_profile("course")
     seconds = head_start["setup_seconds"]
@@ -585,7 +587,7 @@ def markdown_table(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mri_helpers.benchmark")
+    parser = argparse.ArgumentParser(prog="mri_course.benchmark")
     parser.add_argument("--item", choices=ITEMS, required=True)
     parser.add_argument("--steps", type=int, default=5)
     args = parser.parse_args(argv)

@@ -59,11 +59,11 @@ from scipy import ndimage
 from skimage.filters import threshold_otsu
 from tqdm.auto import tqdm
 
-from . import __version__, fileio, test_time
-from ._tf import keras
-from .calibration import calibrated, calibration_of, without_calibration
-from .errors import DataError, DataProblems, ModelFileError
-from .export import (
+from mri_helpers import __version__, fileio, test_time
+from mri_helpers._tf import keras
+from mri_helpers.calibration import calibrated, calibration_of, without_calibration
+from mri_helpers.errors import DataError, DataProblems, ModelFileError
+from mri_helpers.export import (
     DIRECTIONS,
     check_outputs,
     cleaning_of,
@@ -71,14 +71,14 @@ from .export import (
     load_generator,
     output_region,
 )
-from .processing import (
+from mri_helpers.processing import (
     Geometry,
     clean_slice,
     head_mask,
     to_model_geometry,
     to_original_geometry,
 )
-from .training import precision_policy
+from mri_helpers.training import precision_policy
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")

@@ -8,9 +8,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import fileio, profiles
-from .data import AUTO, PHANTOM, describe, find_data, load_dataset
-from .errors import CourseError
+from mri_helpers import fileio, profiles
+from mri_helpers.data import AUTO, PHANTOM, describe, find_data, load_dataset
+from mri_helpers.errors import CourseError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,7 +19,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Unpaired T1 <-> T2 MRI translation with a CycleGAN: the course's commands.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_check(commands)
+    _add_run(commands)
+    _add_translate(commands)
+    _add_evaluate(commands)
+    _add_bench(commands)
+    _add_publish(commands)
+    _add_export_lessons(commands)
+    return parser
 
+
+def _add_check(commands) -> None:
     check = commands.add_parser(
         "check-data", help="find and validate the course data; print a summary or the problems"
     )
@@ -27,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
         "path", nargs="?", help="the course zip or folder (default: $MRI_DATA, then data/)"
     )
 
+
+def _add_run(commands) -> None:
     run = commands.add_parser(
         "run",
         help="execute the notebooks in order into a run folder",
@@ -60,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", help="finish the interrupted run in --out")
     run.add_argument("--log-output", action="store_true", help="stream the notebooks' output")
 
+
+def _add_translate(commands) -> None:
     translate = commands.add_parser(
         "translate",
         help="translate PNG slices, NIfTI volumes or DICOM series with an exported generator",
@@ -90,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
         "that computes it, float16 on a GPU, else float32; off: float32)",
     )
 
+
+def _add_evaluate(commands) -> None:
     evaluate = commands.add_parser(
         "evaluate", help="measure exported generators on held-out slices; write JSON"
     )
@@ -119,17 +135,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --scan: the network's precision, as for translate (default auto)",
     )
 
+
+def _add_bench(commands) -> None:
     bench = commands.add_parser(
         "bench", help="benchmark against the TensorFlow tutorial's step; write JSON + Markdown"
     )
     bench.add_argument("--quick", action="store_true", help="fewer repetitions (~5 minutes)")
     bench.add_argument("--out", default="benchmarks/results", help="folder for the results")
 
+
+def _add_publish(commands) -> None:
     publish = commands.add_parser(
         "publish", help="copy a finished course run's executed notebooks over notebooks/"
     )
     publish.add_argument("run_dir", help="the run folder written by `mri-course run`")
-    return parser
+
+
+def _add_export_lessons(commands) -> None:
+    export = commands.add_parser(
+        "export-lessons",
+        help="write the lessons' '# @save' cells into mri_helpers (maintainers)",
+    )
+    export.add_argument(
+        "--check", action="store_true", help="write nothing; fail if mri_helpers differs"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -146,6 +175,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return translate(args)
         if args.command == "evaluate":
             return evaluate(args)
+        if args.command == "export-lessons":
+            from .lesson_export import export
+
+            return export(check=args.check)
         if args.command == "bench":
             from .benchmark import run as run_benchmark
 
@@ -163,7 +196,7 @@ def check_output_places(args: argparse.Namespace) -> None:
     that exists or can be made, writable, not a special file, not an input) before any work,
     so that no result is lost at the end. `fileio.check_output_folder` / `check_output_file`
     hold the rule; a new command names its output places here."""
-    from .data import project_root
+    from mri_helpers.data import project_root
 
     command = args.command
     if command == "run":
@@ -257,8 +290,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def translate(args: argparse.Namespace) -> int:
-    from .export import translate_files
-    from .volumes import is_volume_input, translate_volume_files
+    from mri_helpers.export import translate_files
+
+    from .scans import is_volume_input, translate_volume_files
 
     scans = [item for item in args.inputs if is_volume_input(item)]
     slices = [item for item in args.inputs if not is_volume_input(item)]
@@ -304,11 +338,11 @@ def _levels(text: str) -> tuple[float, float]:
 def evaluate(args: argparse.Namespace) -> int:
     import json
 
-    from .evaluation import evaluate_export
+    from .evaluate import evaluate_export
 
     target = Path(args.json)  # checked before the work (check_output_places)
     if args.scan or args.truth:
-        from .evaluation import evaluate_volume
+        from .evaluate import evaluate_volume
 
         if not (args.scan and args.truth and args.direction):
             raise CourseError(

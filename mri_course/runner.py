@@ -20,9 +20,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import fileio, manifest, profiles
-from .data import AUTO, PHANTOM, find_data, project_root, read_course_data
-from .errors import CourseError, CourseRunError, DataError, ParameterError
+from mri_helpers import fileio, manifest, profiles
+from mri_helpers.data import AUTO, PHANTOM, find_data, project_root, read_course_data
+from mri_helpers.errors import CourseError, CourseRunError, DataError, ParameterError
 
 
 @dataclass(frozen=True)
