@@ -249,7 +249,7 @@ def _measure_fit(
 
     if seeded:
         set_seed(0, one_op_at_a_time)  # first, as notebook 04 does: it decides how ops run
-    training.use_mixed_precision(precision)
+    precision.use_mixed_precision(precision)
     if profile == "tutorial":
         size, batch, g_name, d_name = 256, 1, "tutorial", "tutorial"
         # The tutorial has no history pool; without one the step is the tutorial's arithmetic.
@@ -316,16 +316,16 @@ class StepTimer(keras.callbacks.Callback):
 
 
 def _measure_head_start(steps: int, precision: str) -> dict[str, Any]:
-    """The head start (`baselines.warm_start_generators`) at the course configuration: seconds
-    per step of one generator (`baselines.warm_start`, the difference of a long and a short
+    """The head start (`head_start.warm_start_generators`) at the course configuration: seconds
+    per step of one generator (`head_start.warm_start`, the difference of a long and a short
     call, so tracing is left out; only meaningful for many steps) and setup_seconds, the
     cleaning of the phantom's training slices and their classical guesses, done once."""
-    from mri_helpers import baselines, models, profiles, set_seed, training
+    from mri_helpers import head_start, models, profiles, set_seed, training
     from mri_helpers.data import load_phantom
     from mri_helpers.processing import Cleaning, holdout_split
 
     set_seed(0)
-    training.use_mixed_precision(precision)
+    precision.use_mixed_precision(precision)
     p = profiles.load_profile("course")
     size, batch = p["IMAGE_SIZE"], p["BATCH_SIZE"]
     config = training.TrainingConfig(epochs=1, steps_per_epoch=1, **course_settings(p))
@@ -334,14 +334,16 @@ def _measure_head_start(steps: int, precision: str) -> dict[str, Any]:
     model = training.CycleGAN(generator, generator, discriminator, discriminator, config)
     dataset = load_phantom()
     start = time.perf_counter()  # no steps: the cleaning and the classical guesses only
-    baselines.warm_start_generators(model, dataset, holdout_split(dataset), size, Cleaning(), 0, 4)
+    head_start.warm_start_generators(
+        model, dataset, holdout_split(dataset), size, Cleaning(), 0, 4
+    )
     setup = time.perf_counter() - start
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (46, size, size, 1)).astype(np.float32)
 
     def head_start(count: int) -> float:
         start = time.perf_counter()
-        baselines.warm_start(generator, images, images, count, batch)
+        head_start.warm_start(generator, images, images, count, batch)
         return time.perf_counter() - start
 
     # Each call traces its step anew; the fastest of two calls of each length, so that a

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mri_helpers import fileio, profiles
-from mri_helpers.data import AUTO, PHANTOM, describe, find_data, load_dataset
+from mri_helpers.data import load_dataset
+from mri_helpers.datafiles import AUTO, PHANTOM, describe, find_data
 from mri_helpers.errors import CourseError
 
 
@@ -196,7 +197,7 @@ def check_output_places(args: argparse.Namespace) -> None:
     that exists or can be made, writable, not a special file, not an input) before any work,
     so that no result is lost at the end. `fileio.check_output_folder` / `check_output_file`
     hold the rule; a new command names its output places here."""
-    from mri_helpers.data import project_root
+    from mri_helpers.datafiles import project_root
 
     command = args.command
     if command == "run":

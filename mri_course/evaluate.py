@@ -4,6 +4,7 @@ whole scan against its truth (the lessons' measures, from `mri_helpers.evaluatio
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +12,15 @@ import numpy as np
 from mri_helpers import test_time
 from mri_helpers.baselines import inversion_baseline, quantile_baseline
 from mri_helpers.calibration import calibration_of, without_calibration
-from mri_helpers.data import find_data, find_partners, load_dataset
+from mri_helpers.data import MRIDataset, find_partners, load_dataset
+from mri_helpers.datafiles import find_data
 from mri_helpers.errors import DataError
-from mri_helpers.evaluation import course_report, mean_metrics, phantom_report, shown
+from mri_helpers.evaluation import course_report, format_score, mean_metrics, phantom_report
 from mri_helpers.export import DIRECTIONS, cleaning_of, load_generator
-from mri_helpers.processing import brain_region, head_mask, holdout_split
+from mri_helpers.processing import Split, brain_region, head_mask, holdout_split
 
 from . import scans as volumes
+from .scans import HEAD_PERCENTILE
 
 
 def evaluate_export(models_dir: str, data: str = "course") -> dict:
@@ -32,13 +35,32 @@ def evaluate_export(models_dir: str, data: str = "course") -> dict:
     """
     generator_g, config = load_generator(models_dir, "t1-to-t2")
     generator_f, _ = load_generator(models_dir, "t2-to-t1")
-    if data == "course":
-        found = find_data()
-        if found is None:
-            raise DataError("no course data found for --data course; set MRI_DATA or use data/.")
-        dataset = load_dataset(found)
-    else:
-        dataset = load_dataset(data, num_slices=config.get("num_phantom_slices", 48))
+    dataset = _evaluation_data(data, config)
+    split = _recorded_split(dataset, config, models_dir)
+    setting = (dataset, split, config["image_size"], cleaning_of(config))
+    # The data's file name, not its path: reports are shared and committed.
+    result = {"data": Path(dataset.source).name, "image_size": setting[2], "held_out": split.test}
+    variants = _export_variants(generator_g, generator_f)
+    if dataset.is_phantom:
+        return {**result, **_phantom_scores((generator_g, generator_f), variants, setting)}
+    return {**result, **_course_scores((generator_g, generator_f), variants, setting)}
+
+
+VARIANT_TITLES = {"uncalibrated": "without calibration", "network": "network alone"}
+
+
+def _evaluation_data(data: str, config: dict) -> MRIDataset:
+    """The data set to score on: the course zip found as usual, the phantom, or a path."""
+    if data != "course":
+        return load_dataset(data, num_slices=config.get("num_phantom_slices", 48))
+    found = find_data()
+    if found is None:
+        raise DataError("no course data found for --data course; set MRI_DATA or use data/.")
+    return load_dataset(found)
+
+
+def _recorded_split(dataset: MRIDataset, config: dict, models_dir: str) -> Split:
+    """The held-out split the export was trained without, rebuilt and checked."""
     try:
         split = holdout_split(dataset, config.get("holdout_fraction", 0.1), config.get("seed", 0))
     except DataError as error:
@@ -50,79 +72,76 @@ def evaluate_export(models_dir: str, data: str = "course") -> dict:
             "not the ones this data set and the recorded split give; evaluate with the data "
             "the model was trained on (--data)."
         )
-    size = config["image_size"]
-    cleaning = cleaning_of(config)
-    # The data's file name, not its path: reports are shared and committed.
-    result = {"data": Path(dataset.source).name, "image_size": size, "held_out": split.test}
-    is_calibrated = any(calibration_of(g) is not None for g in (generator_g, generator_f))
+    return split
+
+
+def _export_variants(generator_g, generator_f) -> dict[str, tuple]:
+    """The export with its parts taken off, one at a time: its calibration, then its copies."""
     uncalibrated = without_calibration(generator_g), without_calibration(generator_f)
-    variants = {}  # the export with its parts taken off, one at a time
-    if is_calibrated:
+    variants = {}
+    if any(calibration_of(g) is not None for g in (generator_g, generator_f)):
         variants["uncalibrated"] = uncalibrated
     if any(test_time.is_averaged(g) for g in uncalibrated):
         variants["network"] = tuple(test_time.without_copies(g) for g in uncalibrated)
-    titles = {"uncalibrated": "without calibration", "network": "network alone"}
-    if dataset.is_phantom:
-        report = phantom_report(
-            {"t1-to-t2": generator_g, "t2-to-t1": generator_f}, dataset, split, size, cleaning
+    return variants
+
+
+def _phantom_scores(generators: tuple, variants: dict[str, tuple], setting: tuple) -> dict:
+    """The phantom report of the export and of each variant, with a summary."""
+    report = phantom_report(dict(zip(DIRECTIONS, generators, strict=True)), *setting)
+    summary = [
+        f"{direction}: SSIM {r['model']['whole']['ssim']:.3f} (whole slice), "
+        f"{r['model']['head']['ssim']:.3f} (head), {format_score(r['model']['brain']['ssim'])} "
+        "(brain); best baseline "
+        f"{max(r['inversion']['whole']['ssim'], r['quantile']['whole']['ssim']):.3f}"
+        for direction, r in report.items()
+    ]
+    result = {"phantom": report}
+    for name, pair in variants.items():
+        part = phantom_report(dict(zip(DIRECTIONS, pair, strict=True)), *setting, baselines=False)
+        result[f"phantom_{name}"] = part
+        summary.append(
+            f"{VARIANT_TITLES[name]}: "
+            + ", ".join(f"{d} {r['model']['whole']['ssim']:.3f}" for d, r in part.items())
         )
-        result["phantom"] = report
-        result["summary"] = [
-            f"{direction}: SSIM {r['model']['whole']['ssim']:.3f} (whole slice), "
-            f"{r['model']['head']['ssim']:.3f} (head), {shown(r['model']['brain']['ssim'])} "
-            "(brain); best baseline "
-            f"{max(r['inversion']['whole']['ssim'], r['quantile']['whole']['ssim']):.3f}"
-            for direction, r in report.items()
-        ]
-        for name, pair in variants.items():
-            part = phantom_report(
-                dict(zip(DIRECTIONS, pair, strict=True)),
-                dataset,
-                split,
-                size,
-                cleaning,
-                baselines=False,
+    return {**result, "summary": summary}
+
+
+def _course_scores(generators: tuple, variants: dict[str, tuple], setting: tuple) -> dict:
+    """The course report of the export and of each variant, with a summary."""
+    partners = find_partners(setting[0])
+    report = course_report(*generators, *setting, partners)
+    summary = [
+        f"cycle SSIM T1->T2->T1 {report['cycle_ssim_t1']:.3f}, "
+        f"T2->T1->T2 {report['cycle_ssim_t2']:.3f} (against the cleaned input the "
+        f"networks saw: {report['cycle_ssim_t1_input']:.3f}, "
+        f"{report['cycle_ssim_t2_input']:.3f})",
+        f"rank correlation T1 vs generated T2 in the brain "
+        f"{report['rank_correlation_t1_vs_generated_t2']:.2f}",
+        "histogram distance to real T2: generated "
+        f"{report['histogram_distance_generated_t2']:.1f} vs input T1 "
+        f"{report['histogram_distance_input_t1']:.1f} "
+        f"(ratio {report['histogram_distance_ratio']:.2f})",
+    ]
+    for direction in DIRECTIONS:
+        key = f"partner_ssim_{direction.replace('-', '_')}"
+        if key in report:
+            best = max(report[f"{key}_quantile_baseline"], report[f"{key}_inversion_baseline"])
+            summary.append(
+                f"{direction} against each held-out slice's partner: SSIM "
+                f"{report[key]:.3f} (head {report[key + '_head']:.3f}, brain "
+                f"{format_score(report[key + '_brain'])}); best baseline {best:.3f}"
             )
-            result[f"phantom_{name}"] = part
-            result["summary"].append(
-                f"{titles[name]}: "
-                + ", ".join(f"{d} {r['model']['whole']['ssim']:.3f}" for d, r in part.items())
-            )
-    else:
-        partners = find_partners(dataset)
-        report = course_report(generator_g, generator_f, dataset, split, size, cleaning, partners)
-        result["course"] = report
-        result["partners"] = len(partners)
-        result["summary"] = [
-            f"cycle SSIM T1->T2->T1 {report['cycle_ssim_t1']:.3f}, "
-            f"T2->T1->T2 {report['cycle_ssim_t2']:.3f} (against the cleaned input the "
-            f"networks saw: {report['cycle_ssim_t1_input']:.3f}, "
-            f"{report['cycle_ssim_t2_input']:.3f})",
-            f"rank correlation T1 vs generated T2 in the brain "
-            f"{report['rank_correlation_t1_vs_generated_t2']:.2f}",
-            "histogram distance to real T2: generated "
-            f"{report['histogram_distance_generated_t2']:.1f} vs input T1 "
-            f"{report['histogram_distance_input_t1']:.1f} "
-            f"(ratio {report['histogram_distance_ratio']:.2f})",
-        ]
-        for direction in DIRECTIONS:
-            key = f"partner_ssim_{direction.replace('-', '_')}"
-            if key in report:
-                best = max(report[f"{key}_quantile_baseline"], report[f"{key}_inversion_baseline"])
-                result["summary"].append(
-                    f"{direction} against each held-out slice's partner: SSIM "
-                    f"{report[key]:.3f} (head {report[key + '_head']:.3f}, brain "
-                    f"{shown(report[key + '_brain'])}); best baseline {best:.3f}"
-                )
-        for name, pair in variants.items():
-            part = course_report(*pair, dataset, split, size, cleaning, partners)
-            result[f"course_{name}"] = part
-            result["summary"].append(
-                f"{titles[name]}: cycle SSIM {part['cycle_ssim_t1']:.3f}, "
-                f"{part['cycle_ssim_t2']:.3f}; histogram ratio "
-                f"{part['histogram_distance_ratio']:.2f}"
-            )
-    return result
+    result = {"course": report, "partners": len(partners)}
+    for name, pair in variants.items():
+        part = course_report(*pair, *setting, partners)
+        result[f"course_{name}"] = part
+        summary.append(
+            f"{VARIANT_TITLES[name]}: cycle SSIM {part['cycle_ssim_t1']:.3f}, "
+            f"{part['cycle_ssim_t2']:.3f}; histogram ratio "
+            f"{part['histogram_distance_ratio']:.2f}"
+        )
+    return {**result, "summary": summary}
 
 
 # --- whole volumes (mri-course evaluate --scan SCAN --truth TRUTH) ------------------------
@@ -152,9 +171,33 @@ def evaluate_volume(
     histogram matching baseline is given the true volume's own head histogram: an optimistic
     baseline, which the model has to beat.
     """
-
     generator, config = load_generator(models_dir, direction)
-    source, target = DIRECTIONS[direction]
+    scan_volume, true_volume = _paired_volumes(scan, truth, series, truth_series)
+    synthetic, _, record = volumes.translate_volume(
+        generator, config, scan_volume.voxels(), scan_volume.affine,
+        mixed_precision=mixed_precision,
+    )  # fmt: skip
+    slices = _axial_on_model_scale(config, direction, scan_volume, true_volume, synthetic)
+    scored = _ScoredSlices.of(slices, truth)
+    whole = scored.scores(range(len(scored.truths)))
+    result = {
+        "scan": Path(scan).name,
+        "truth": Path(truth).name,
+        "direction": direction,
+        "axial_slices_scored": len(scored.truths),
+        "gains": scored.gains,
+        "volume": whole,
+        "translation": record,
+        "summary": [_summary_line(direction, whole, len(scored.truths), "whole volume")],
+    }
+    if levels_mm is not None:
+        result["levels"], lines = _scores_by_level(scored, levels_mm, direction, scan)
+        result["summary"] += lines
+    return result
+
+
+def _paired_volumes(scan, truth, series: str | None, truth_series: str | None) -> tuple:
+    """The scan and its true volume, which must lie on the same voxel grid."""
     scan_volume = volumes.collect_scans([scan], series)[0]
     true_volume = volumes.collect_scans([truth], truth_series)[0]
     if scan_volume.shape != true_volume.shape or not np.allclose(
@@ -165,114 +208,130 @@ def evaluate_volume(
             f"{scan_volume.shape}, or another affine): resample it onto the scan first, e.g. "
             "with nilearn.image.resample_to_img."
         )
-    synthetic, _, record = volumes.translate_volume(
-        generator, config, scan_volume.voxels(), scan_volume.affine,
-        mixed_precision=mixed_precision,
-    )  # fmt: skip
+    return scan_volume, true_volume
 
-    levels = volumes.model_head_levels(config)  # the grey scale the model was trained on
 
-    def on_course_scale(data: np.ndarray, contrast: str, name) -> np.ndarray:
+def _axial_on_model_scale(
+    config: dict, direction: str, scan_volume, true_volume, synthetic: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The synthetic, true and input volumes as axial slices (model frame) on the grey scale
+    the model was trained on, and each slice's scanner height ("heights")."""
+    source, target = DIRECTIONS[direction]
+    levels = volumes.model_head_levels(config)
+
+    def on_model_scale(data: np.ndarray, contrast: str, name) -> np.ndarray:
         scaling, _, _ = volumes.robust_scaling(data, contrast, name, levels[contrast])
         return np.clip(scaling.apply(data), 0, 255)
 
-    true_scaled = on_course_scale(true_volume.voxels(), target, truth)
-    input_scaled = on_course_scale(scan_volume.voxels(), source, scan)
+    true_scaled = on_model_scale(true_volume.voxels(), target, true_volume.source)
+    input_scaled = on_model_scale(scan_volume.voxels(), source, scan_volume.source)
     axial = volumes.reorientation(scan_volume.affine, scan_volume.shape, "AR")
     slices = {
         name: axial.apply(volume)
         for name, volume in (("model", synthetic), ("truth", true_scaled), ("input", input_scaled))
     }
-    heights = _slice_heights(scan_volume.affine, axial, slices["truth"].shape)
-    head = volumes.head_mask_3d(slices["truth"])
-    values = slices["truth"][head]
-    candidates: dict[str, list[np.ndarray]] = {"model": [], "inversion": [], "quantile": []}
-    truths, heads, brains, levels = [], [], [], []
-    for k in range(slices["truth"].shape[0]):
-        if not head[k].any():
-            continue
-        truth_k = slices["truth"][k]
-        input_k = slices["input"][k].round().astype(np.uint8)
-        truths.append(truth_k)
-        heads.append(head[k])
-        brains.append(brain_region(truth_k.round().astype(np.uint8)) & head[k])
-        levels.append(float(heights[k]))
-        input_head = head_mask(input_k)
-        candidates["model"].append(slices["model"][k])
-        candidates["inversion"].append(inversion_baseline(input_k, input_head))
-        candidates["quantile"].append(quantile_baseline(input_k, input_head, values))
-    if not truths:
-        raise DataError(f"{truth}: no head found in the true volume; nothing to score.")
-    # One gain per candidate volume matches its head's 95th percentile to the truth's: a
-    # global brightness difference, which a reader's window setting removes, is not scored.
-    true_level = np.percentile(np.concatenate([t[m] for t, m in zip(truths, heads, strict=True)]),
-                               volumes.HEAD_PERCENTILE)  # fmt: skip
-    gains = {}
-    for name, images in candidates.items():
-        inside = np.concatenate([i[m] for i, m in zip(images, heads, strict=True)])
-        level = np.percentile(inside, volumes.HEAD_PERCENTILE)
-        gains[name] = float(true_level / level) if level > 1e-3 else 1.0
-        candidates[name] = [image * gains[name] for image in images]
+    slices["heights"] = _slice_heights(scan_volume.affine, axial, slices["truth"].shape)
+    return slices
 
-    def scores(chosen: list[int]) -> dict[str, dict[str, float | None]]:
-        true, head_masks, brain_masks = ([x[i] for i in chosen] for x in (truths, heads, brains))
+
+@dataclass
+class _ScoredSlices:
+    """The axial slices with head: truth, head and brain masks, heights, and each candidate's
+    images (model, inversion, quantile) after its gain."""
+
+    truths: list[np.ndarray]
+    heads: list[np.ndarray]
+    brains: list[np.ndarray]
+    heights: list[float]
+    candidates: dict[str, list[np.ndarray]]
+    gains: dict[str, float]
+
+    @classmethod
+    def of(cls, slices: dict[str, np.ndarray], truth) -> _ScoredSlices:
+        head = volumes.head_mask_3d(slices["truth"])
+        values = slices["truth"][head]
+        kept = cls([], [], [], [], {"model": [], "inversion": [], "quantile": []}, {})
+        for k in np.flatnonzero(head.any(axis=(1, 2))):
+            truth_k, input_k = slices["truth"][k], slices["input"][k].round().astype(np.uint8)
+            kept.truths.append(truth_k)
+            kept.heads.append(head[k])
+            kept.brains.append(brain_region(truth_k.round().astype(np.uint8)) & head[k])
+            kept.heights.append(float(slices["heights"][k]))
+            input_head = head_mask(input_k)
+            kept.candidates["model"].append(slices["model"][k])
+            kept.candidates["inversion"].append(inversion_baseline(input_k, input_head))
+            kept.candidates["quantile"].append(quantile_baseline(input_k, input_head, values))
+        if not kept.truths:
+            raise DataError(f"{truth}: no head found in the true volume; nothing to score.")
+        kept._match_gains()
+        return kept
+
+    def _match_gains(self) -> None:
+        """One gain per candidate matches its head's 95th percentile to the truth's: a global
+        brightness difference, which a reader's window setting removes, is not scored."""
+        pairs = zip(self.truths, self.heads, strict=True)
+        true_level = np.percentile(np.concatenate([t[m] for t, m in pairs]), HEAD_PERCENTILE)
+        for name, images in self.candidates.items():
+            inside = np.concatenate([i[m] for i, m in zip(images, self.heads, strict=True)])
+            level = np.percentile(inside, HEAD_PERCENTILE)
+            self.gains[name] = float(true_level / level) if level > 1e-3 else 1.0
+            self.candidates[name] = [image * self.gains[name] for image in images]
+
+    def scores(self, chosen) -> dict[str, dict[str, float | None]]:
+        """SSIM in the head and the brain, PSNR and MAE in the head, of the chosen slices."""
+        chosen = list(chosen)
+        true, heads, brains = (
+            [x[i] for i in chosen] for x in (self.truths, self.heads, self.brains)
+        )
         report = {}
-        for name, images in candidates.items():
+        for name, images in self.candidates.items():
             mine = [images[i] for i in chosen]
-            errors = zip(mine, true, head_masks, strict=True)
+            errors = zip(mine, true, heads, strict=True)
             pooled = np.concatenate([np.abs(i - t)[m] for i, t, m in errors])
             mse = float(np.mean(pooled**2))
             report[name] = {
-                "ssim_head": mean_metrics(mine, true, head_masks)["ssim"],
-                "ssim_brain": mean_metrics(mine, true, brain_masks)["ssim"],
+                "ssim_head": mean_metrics(mine, true, heads)["ssim"],
+                "ssim_brain": mean_metrics(mine, true, brains)["ssim"],
                 "psnr_head": float(10 * np.log10(255.0**2 / max(mse, 1e-10))),
                 "mae_head": float(pooled.mean()),
             }
         return report
 
-    def line(report: dict, count: int, where: str) -> str:
-        best = max(report["inversion"]["ssim_head"], report["quantile"]["ssim_head"])
-        return (
-            f"{direction}, {where} ({count} axial slices with head): SSIM "
-            f"{report['model']['ssim_head']:.3f} in the head, "
-            f"{shown(report['model']['ssim_brain'])} in the brain; PSNR "
-            f"{report['model']['psnr_head']:.1f} dB, MAE {report['model']['mae_head']:.1f}; "
-            f"best baseline SSIM {best:.3f}"
-        )
 
-    everything = list(range(len(truths)))
-    whole = scores(everything)
-    result = {
-        "scan": Path(scan).name,
-        "truth": Path(truth).name,
-        "direction": direction,
-        "axial_slices_scored": len(truths),
-        "gains": gains,
-        "volume": whole,
-        "translation": record,
-        "summary": [line(whole, len(truths), "whole volume")],
-    }
-    if levels_mm is not None:
-        low, high = sorted(float(v) for v in levels_mm)
-        inside = [i for i in everything if low - 0.5 <= levels[i] <= high + 0.5]
-        outside = [i for i in everything if i not in inside]
-        if not inside:
-            raise DataError(
-                f"no axial slice of {scan} with head lies between {low:g} and {high:g} mm "
-                f"(its slices span {min(levels):.0f} to {max(levels):.0f} mm): check the levels."
-            )
-        result["levels"] = {"range_mm": [low, high], "inside": scores(inside)}
-        result["levels"]["inside"]["axial_slices"] = len(inside)
-        result["summary"].append(
-            line(result["levels"]["inside"], len(inside), f"levels {low:g} to {high:g} mm")
+def _scores_by_level(
+    scored: _ScoredSlices, levels_mm: tuple[float, float], direction: str, scan
+) -> tuple[dict, list[str]]:
+    """The scores of the slices between the two heights, and of the others, with their lines."""
+    low, high = sorted(float(v) for v in levels_mm)
+    everything = range(len(scored.truths))
+    inside = [i for i in everything if low - 0.5 <= scored.heights[i] <= high + 0.5]
+    outside = [i for i in everything if i not in inside]
+    if not inside:
+        raise DataError(
+            f"no axial slice of {scan} with head lies between {low:g} and {high:g} mm (its "
+            f"slices span {min(scored.heights):.0f} to {max(scored.heights):.0f} mm): check the "
+            "levels."
         )
-        if outside:
-            result["levels"]["outside"] = scores(outside)
-            result["levels"]["outside"]["axial_slices"] = len(outside)
-            result["summary"].append(
-                line(result["levels"]["outside"], len(outside), "the other levels")
-            )
-    return result
+    levels = {"range_mm": [low, high], "inside": scored.scores(inside)}
+    levels["inside"]["axial_slices"] = len(inside)
+    where = f"levels {low:g} to {high:g} mm"
+    lines = [_summary_line(direction, levels["inside"], len(inside), where)]
+    if outside:
+        levels["outside"] = scored.scores(outside)
+        levels["outside"]["axial_slices"] = len(outside)
+        lines.append(_summary_line(direction, levels["outside"], len(outside), "the other levels"))
+    return levels, lines
+
+
+def _summary_line(direction: str, report: dict, count: int, where: str) -> str:
+    best = max(report["inversion"]["ssim_head"], report["quantile"]["ssim_head"])
+    return (
+        f"{direction}, {where} ({count} axial slices with head): SSIM "
+        f"{report['model']['ssim_head']:.3f} in the head, "
+        f"{format_score(report['model']['ssim_brain'])} in the brain; PSNR "
+        f"{report['model']['psnr_head']:.1f} dB, MAE {report['model']['mae_head']:.1f}; "
+        f"best baseline SSIM {best:.3f}"
+    )
 
 
 def _slice_heights(affine: np.ndarray, axial, model_shape: tuple[int, ...]) -> np.ndarray:

@@ -29,9 +29,14 @@ HEADING = re.compile(r"^#{1,3} (.+)$", re.MULTILINE)
 
 # Each exported module's docstring: what it holds. A module missing here cannot be exported.
 MODULES = {
+    "data": (
+        "The course data as the lessons use it: slices, the two unpaired sets, reading the\n"
+        "course zip, the phantom and the hidden partners (lesson 01)."
+    ),
     "processing": (
-        "Image processing: the head mask (lesson 01); cleaning, geometry, intensities,\n"
-        "augmentation, the held-out split and the tf.data pipeline (lesson 02)."
+        "Image processing: the slices as a tf.data.Dataset and the head mask (lesson 01);\n"
+        "cleaning, geometry, intensities, augmentation, the held-out split and the tf.data\n"
+        "pipeline (lesson 02)."
     ),
     "models": "The CycleGAN's networks: the U-Net generator and the PatchGAN discriminator.",
     "losses": "The CycleGAN's losses, each a small function of tensors.",

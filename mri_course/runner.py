@@ -21,8 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from mri_helpers import fileio, manifest, profiles
-from mri_helpers.data import AUTO, PHANTOM, find_data, project_root, read_course_data
+from mri_helpers.data import read_course_data
+from mri_helpers.datafiles import AUTO, PHANTOM, find_data, project_root
 from mri_helpers.errors import CourseError, CourseRunError, DataError, ParameterError
+
+from .cluster import cluster_task, is_chief_task
 
 
 @dataclass(frozen=True)
@@ -295,39 +298,6 @@ def _interrupted_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, float]]:
 
 
 # --- a worker of a run across machines (README, "On a GPU / several machines") -------------
-def cluster_task() -> tuple[list[str], str, int] | None:
-    """The workers TF_CONFIG names, and this process's task type and index; None without a
-    TF_CONFIG of several workers. (`training.distribution_strategy` reads the same.)"""
-    text = os.environ.get("TF_CONFIG", "").strip()
-    if not text:
-        return None
-    try:
-        config = json.loads(text)
-        cluster, task = config["cluster"], config["task"]
-        workers = [*cluster.get("chief", []), *cluster.get("worker", [])]
-        kind, index = task["type"], task["index"]
-        if not isinstance(index, int) or index < 0 or index >= len(cluster[kind]):
-            raise ValueError
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise CourseError(
-            'TF_CONFIG is not valid: it must be JSON like {"cluster": {"worker": '
-            '["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}}, the '
-            "task's index one of its type's."
-        ) from None
-    return (workers, kind, index) if len(workers) > 1 else None
-
-
-def is_chief_task() -> bool:
-    """Whether this process writes the run folder: no run across machines, or its chief (the
-    "chief" task, else worker 0), as `training.is_chief` decides inside lesson 04."""
-    task = cluster_task()
-    if task is None:
-        return True
-    _, kind, index = task
-    has_chief = "chief" in json.loads(os.environ["TF_CONFIG"])["cluster"]
-    return kind == "chief" or (not has_chief and kind == "worker" and index == 0)
-
-
 def _run_as_other_worker(
     notebooks: list[Path], parameters: dict[str, Any], run_dir: Path, resume: bool,
     log_output: bool,

@@ -59,6 +59,7 @@ from scipy import ndimage
 from skimage.filters import threshold_otsu
 from tqdm.auto import tqdm
 
+from mri_course.precision import precision_policy
 from mri_helpers import __version__, fileio, test_time
 from mri_helpers._tf import keras
 from mri_helpers.calibration import calibrated, calibration_of, without_calibration
@@ -78,7 +79,6 @@ from mri_helpers.processing import (
     to_model_geometry,
     to_original_geometry,
 )
-from mri_helpers.training import precision_policy
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
@@ -1108,80 +1108,93 @@ def run_plan(
     computing under Keras's dtype `policy`: the synthetic volume (float32, the input's shape,
     0..255) and, with `uncertainty`, the spread of the export's test-time copies (same
     shape)."""
-    size = config["image_size"]
-    cleaning = cleaning_of(config)
     network = _Network(generator, batch_size, uncertainty, policy)
     if uncertainty and network.copies is None:
         raise ModelFileError(
             "uncertainty needs an export that averages test-time copies "
             "(test_time.averaged_over_copies); this one has none."
         )
-    oriented = plan.orientation.apply(data)
-    synthetic = np.zeros(oriented.shape, np.float32)
-    spread = np.zeros(oriented.shape, np.float32) if uncertainty else None
-    model_size = Geometry(*plan.grid.size)
-    masked = bool(cleaning and cleaning.mask_background)
+    run = _PlanRun(plan, config, network, plan.orientation.apply(data), uncertainty)
+    run.translate_all(batch_size, description)
+    return (
+        plan.orientation.undo(run.synthetic),
+        None if run.spread is None else plan.orientation.undo(run.spread),
+    )
 
-    def prepared(k: int) -> tuple[int, np.ndarray, np.ndarray] | None:
+
+class _PlanRun:
+    """A volume's axial slices (model frame) through the network: each prepared, translated
+    in full batches, and finished back on the input's grid."""
+
+    def __init__(self, plan, config, network, oriented: np.ndarray, uncertainty: bool):
+        self.plan, self.network, self.oriented = plan, network, oriented
+        self.size = config["image_size"]
+        self.cleaning = cleaning_of(config)
+        self.masked = bool(self.cleaning and self.cleaning.mask_background)
+        self.synthetic = np.zeros(oriented.shape, np.float32)
+        self.spread = np.zeros(oriented.shape, np.float32) if uncertainty else None
+        self.model_size = Geometry(*plan.grid.size)
+
+    def prepared(self, k: int) -> tuple[int, np.ndarray, np.ndarray] | None:
         """Axial slice `k` as (index, where the output may be non-zero, network input); None
         for a slice without head (also one of scanner noise alone): it comes out all 0, so
         nothing is invented where the scan holds no tissue."""
-        scaled = np.clip(plan.scaling.apply(plan.grid.to_model(oriented[k])), 0.0, 255.0)
+        scaled = np.clip(
+            self.plan.scaling.apply(self.plan.grid.to_model(self.oriented[k])), 0, 255
+        )
         mask = head_mask(scaled)
         if not mask.any():
             return None
-        cleaned = clean_slice(scaled, cleaning, mask) if cleaning else scaled
-        keep = output_region(scaled, masked, mask)
-        return k, keep, to_model_geometry(cleaned / 127.5 - 1.0, size)
+        cleaned = clean_slice(scaled, self.cleaning, mask) if self.cleaning else scaled
+        keep = output_region(scaled, self.masked, mask)
+        return k, keep, to_model_geometry(cleaned / 127.5 - 1.0, self.size)
 
-    def finish(k: int, keep: np.ndarray, outputs: list[np.ndarray | None]) -> None:
+    def finish(self, k: int, keep: np.ndarray, outputs: list[np.ndarray | None]) -> None:
         """Slice `k`'s network outputs back on the input's grid (0 outside its head)."""
-        for result, target in zip(outputs, (synthetic, spread), strict=True):
+        for result, target in zip(outputs, (self.synthetic, self.spread), strict=True):
             if result is not None:
-                image = np.clip(to_original_geometry(result, model_size), 0.0, 255.0)
-                target[k] = plan.grid.to_input(np.where(keep, image, 0.0))
+                image = np.clip(to_original_geometry(result, self.model_size), 0.0, 255.0)
+                target[k] = self.plan.grid.to_input(np.where(keep, image, 0.0))
 
-    def translate(batch: list[tuple[int, np.ndarray, np.ndarray]]) -> list[Future]:
-        outputs, spreads = network(np.stack([image for _, _, image in batch])[..., None])
+    def translate_all(self, batch_size: int, description: str) -> None:
+        """While the network runs on a batch, a thread per processor prepares (resamples,
+        scales, denoises) the next batch's slices and finishes the last one's: all of them
+        release Python's lock for their heavy parts. Batches are always full (but the last):
+        the slices left out leave no holes in them."""
+        count = len(self.oriented)
+        firsts = range(0, count, batch_size)
+        waiting: list[tuple[int, np.ndarray, np.ndarray]] = []
+        finishing: list[Future] = []
+        with (
+            ThreadPoolExecutor(max_workers=min(batch_size, os.cpu_count() or 1)) as workers,
+            tqdm(total=count, desc=description, unit="slice", disable=None) as progress,
+        ):
+
+            def submit(first: int) -> list[Future]:
+                last = min(first + batch_size, count)
+                return [workers.submit(self.prepared, k) for k in range(first, last)]
+
+            pending = submit(0)
+            for number, first in enumerate(firsts):
+                waiting += [item for item in (f.result() for f in pending) if item]
+                last = number + 1 == len(firsts)
+                if not last:
+                    pending = submit(firsts[number + 1])
+                while len(waiting) >= batch_size or (last and waiting):
+                    finishing += self._translate(workers, waiting[:batch_size])
+                    waiting = waiting[batch_size:]
+                progress.update(min(batch_size, count - first))
+            for done in finishing:
+                done.result()
+
+    def _translate(self, workers, batch: list[tuple[int, np.ndarray, np.ndarray]]) -> list:
+        outputs, spreads = self.network(np.stack([image for _, _, image in batch])[..., None])
         return [
-            preparer.submit(finish, k, mask, [outputs[i], None if spreads is None else spreads[i]])
-            for i, (k, mask, _) in enumerate(batch)
+            workers.submit(
+                self.finish, k, keep, [outputs[i], None if spreads is None else spreads[i]]
+            )
+            for i, (k, keep, _) in enumerate(batch)
         ]
-
-    # While the network runs on a batch, a thread per processor prepares (resamples, scales,
-    # denoises) the next batch's slices and finishes the last one's: all of them release
-    # Python's lock for their heavy parts. Batches are always full (but the last): the slices
-    # left out leave no holes in them.
-    firsts = range(0, len(oriented), batch_size)
-    waiting: list[tuple[int, np.ndarray, np.ndarray]] = []
-    finishing: list[Future] = []
-
-    def submit(first: int) -> list[Future]:
-        return [
-            preparer.submit(prepared, k)
-            for k in range(first, min(first + batch_size, len(oriented)))
-        ]
-
-    with (
-        ThreadPoolExecutor(max_workers=min(batch_size, os.cpu_count() or 1)) as preparer,
-        tqdm(total=len(oriented), desc=description, unit="slice", disable=None) as progress,
-    ):
-        pending = submit(0)
-        for number, first in enumerate(firsts):
-            waiting += [item for item in (f.result() for f in pending) if item]
-            last = number + 1 == len(firsts)
-            if not last:
-                pending = submit(firsts[number + 1])
-            while len(waiting) >= batch_size or (last and waiting):
-                finishing += translate(waiting[:batch_size])
-                waiting = waiting[batch_size:]
-            progress.update(min(batch_size, len(oriented) - first))
-        for done in finishing:
-            done.result()
-    return (
-        plan.orientation.undo(synthetic),
-        None if spread is None else plan.orientation.undo(spread),
-    )
 
 
 def translate_volume(
@@ -1195,7 +1208,7 @@ def translate_volume(
 ) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
     """Translate one volume (X, Y, Z) lying at `affine` with a loaded export and its config:
     the synthetic volume, the copies' spread (with `uncertainty`) and the plan's record.
-    `mixed_precision` as the course's MIXED_PRECISION (`training.precision_policy`)."""
+    `mixed_precision` as the course's MIXED_PRECISION (`precision.precision_policy`)."""
     contrast = DIRECTIONS[config["direction"]][0]
     plan = plan_volume(np.asarray(data, np.float32), affine, config, contrast)
     policy = precision_policy(mixed_precision)
@@ -1363,7 +1376,31 @@ def translate_volume_files(
             "off), so there is no spread between copies to map; drop --uncertainty, or use an "
             "export made with TEST_TIME_AUGMENTATION = True."
         )
-    contrast = DIRECTIONS[direction][0]
+    scans, plans = _planned_scans(inputs, series, volume, config, DIRECTIONS[direction][0])
+    outputs = _checked_outputs(scans, direction, Path(out_dir), uncertainty, overwrite)
+    written = []
+    for scan, plan, paths in zip(scans, plans, outputs, strict=True):
+        result, spread = run_plan(
+            generator, config, plan, scan.voxels(), uncertainty, batch_size, scan.name, policy
+        )
+        scan.data = None
+        made = _Translation(scan, plan, paths, direction, config, model_record, policy)
+        copies = copies_of(generator) if uncertainty else None
+        _write_all(made.files(result, spread, copies))
+        if spread is None and overwrite:
+            paths["uncertainty"].unlink(missing_ok=True)  # stale: from an earlier translation
+        in_head = plan.clipped["fraction_above_255_in_head"]
+        if in_head > 0.01:
+            print(
+                f"note: {scan.name}: {in_head:.1%} of the head was brighter than the course "
+                "scale after intensity scaling and was clipped (see the sidecar)"
+            )
+        written.append(paths["image"])
+    return written
+
+
+def _planned_scans(inputs, series, volume, config: dict, contrast: str) -> tuple[list, list]:
+    """Every input's scan and plan; all problems of all inputs raised together."""
     scans, problems = _collect(inputs, series, volume)
     plans = []
     for scan in scans:
@@ -1373,7 +1410,14 @@ def translate_volume_files(
         except DataError as error:
             problems.append(str(error))
     _raise(problems)
-    out_dir = Path(out_dir)
+    return scans, plans
+
+
+def _checked_outputs(
+    scans: list, direction: str, out_dir: Path, uncertainty: bool, overwrite: bool
+) -> list[dict[str, Path]]:
+    """Each scan's output paths, checked before anything is written: none replaces an input
+    or another input's output, existing ones only with `overwrite`; `out_dir` made."""
     fileio.check_output_folder(out_dir)
     outputs = [output_paths(scan.name, direction, out_dir) for scan in scans]
     by_name: dict[str, Scan] = {}
@@ -1399,56 +1443,59 @@ def translate_volume_files(
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise DataError(f"cannot create {out_dir} ({error.strerror}).") from None
+    return outputs
 
-    synthetic_of = {"t1-to-t2": "T2w from T1w", "t2-to-t1": "T1w from T2w"}[direction]
-    epoch = f", epoch {config['epoch']}" if config.get("epoch") is not None else ""
-    written = []
-    for scan, plan, paths in zip(scans, plans, outputs, strict=True):
-        result, spread = run_plan(
-            generator, config, plan, scan.voxels(), uncertainty, batch_size, scan.name, policy
-        )
-        scan.data = None
-        sidecar = {
+
+@dataclass(frozen=True)
+class _Translation:
+    """One scan's translation, and the files that hold it: the image, the uncertainty map
+    (with copies) and the JSON sidecar that says what it is and how it was made."""
+
+    scan: Scan
+    plan: VolumePlan
+    paths: dict[str, Path]
+    direction: str
+    config: dict[str, Any]
+    model_record: dict[str, Any]
+    policy: str
+
+    def files(self, result: np.ndarray, spread: np.ndarray | None, copies) -> dict:
+        """{path: a writer} for each file of this translation."""
+        synthetic_of = {"t1-to-t2": "T2w from T1w", "t2-to-t1": "T1w from T2w"}[self.direction]
+        epoch = self.config.get("epoch")
+        text = f"synthetic {synthetic_of} (CycleGAN {self.direction}"
+        text += f", epoch {epoch})" if epoch is not None else ")"
+        files = {self.paths["image"]: partial(_save_nifti, output_image(self.scan, result, text))}
+        if spread is not None:
+            note = output_image(self.scan, spread, f"copy spread of {text}", (0, 0))
+            files[self.paths["uncertainty"]] = partial(_save_nifti, note)
+        files[self.paths["sidecar"]] = partial(_save_json, self.sidecar(synthetic_of, copies))
+        return files
+
+    def sidecar(self, synthetic_of: str, copies) -> dict[str, Any]:
+        uncertainty = None
+        if copies is not None:
+            uncertainty = {
+                "file": self.paths["uncertainty"].name,
+                "copies": copies,
+                **UNCERTAINTY_MEANING,
+            }
+        return {
             "synthetic": True,
             "description": (
                 f"Synthetic {synthetic_of}, computed by a CycleGAN generator of the mri_helpers "
                 "course from the input below; not an acquired scan, not for diagnosis."
             ),
-            "source": str(scan.source.resolve()),
-            "source_description": scan.description,
-            "model": model_record,
+            "source": str(self.scan.source.resolve()),
+            "source_description": self.scan.description,
+            "model": self.model_record,
             "output": {
-                "file": paths["image"].name,
+                "file": self.paths["image"].name,
                 "values": "float32 on the course's 8-bit scale 0..255, background 0 (not rounded)",
                 "geometry": "the input's own voxel grid: same shape, affine, qform and sform",
             },
-            **plan.record(),
-            "computed_in": policy,
-            "uncertainty": (
-                {
-                    "file": paths["uncertainty"].name,
-                    "copies": copies_of(generator),
-                    **UNCERTAINTY_MEANING,
-                }
-                if uncertainty
-                else None
-            ),  # fmt: skip
+            **self.plan.record(),
+            "computed_in": self.policy,
+            "uncertainty": uncertainty,
             "software": f"mri_helpers {__version__}",
         }
-        text = f"synthetic {synthetic_of} (CycleGAN {direction}{epoch})"
-        files = {paths["image"]: partial(_save_nifti, output_image(scan, result, text))}
-        if spread is not None:
-            note = output_image(scan, spread, f"copy spread of {text}", (0, 0))
-            files[paths["uncertainty"]] = partial(_save_nifti, note)
-        files[paths["sidecar"]] = partial(_save_json, sidecar)
-        _write_all(files)
-        if spread is None and overwrite:
-            paths["uncertainty"].unlink(missing_ok=True)  # stale: from an earlier translation
-        in_head = plan.clipped["fraction_above_255_in_head"]
-        if in_head > 0.01:
-            print(
-                f"note: {scan.name}: {in_head:.1%} of the head was brighter than the course "
-                "scale after intensity scaling and was clipped (see the sidecar)"
-            )
-        written.append(paths["image"])
-    return written

@@ -15,18 +15,8 @@ from types import ModuleType
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # quiet TensorFlow's C++ start-up logs
 
-from .data import (  # noqa: E402
-    AUTO,
-    MODALITIES,
-    PHANTOM,
-    MRIDataset,
-    Slice,
-    describe,
-    find_data,
-    find_partners,
-    load_dataset,
-    summarize,
-)
+from .data import MODALITIES, MRIDataset, Slice, find_partners, load_dataset  # noqa: E402
+from .datafiles import AUTO, PHANTOM, describe, find_data, summarize  # noqa: E402
 from .errors import (  # noqa: E402
     CourseError,
     DataError,
@@ -62,9 +52,11 @@ __all__ = [
 _LAZY_MODULES = {
     "baselines",
     "calibration",
+    "datafiles",
     "evaluation",
     "export",
     "fileio",
+    "head_start",
     "lessons",
     "losses",
     "manifest",

@@ -94,7 +94,7 @@ def mean_metrics(
     return {key: float(np.mean([row[key] for row in rows])) for key in rows[0]}
 
 
-def shown(value: float | None) -> str:
+def format_score(value: float | None) -> str:
     """A figure for a report line: three decimals, or "n/a" where nothing could be scored."""
     return "n/a" if value is None else f"{value:.3f}"
 
@@ -301,6 +301,6 @@ def format_phantom_report(report: dict) -> str:
             whole, head, brain = values["whole"], values["head"], values["brain"]
             lines.append(
                 f"{direction:>10} {name:>10} {whole['ssim']:6.3f} {whole['psnr']:6.1f} "
-                f"{whole['mae']:6.1f}   {head['ssim']:6.3f} {shown(brain['ssim']):>6}"
+                f"{whole['mae']:6.1f}   {head['ssim']:6.3f} {format_score(brain['ssim']):>6}"
             )
     return "\n".join(lines)

@@ -30,7 +30,8 @@ from scipy import ndimage
 from . import fileio
 from ._tf import keras, tf
 from .calibration import calibrated, fit_calibration
-from .data import Slice, natural_key, read_slice, repeated
+from .data import Slice, duplicates, natural_key
+from .datafiles import read_slice_file
 from .errors import DataError, DataProblems, ModelFileError
 from .processing import (
     Cleaning,
@@ -464,6 +465,13 @@ def output_region(image: np.ndarray, masked: bool, mask: np.ndarray | None = Non
     return region if masked else ndimage.binary_dilation(region, iterations=OUTPUT_MARGIN)
 
 
+def read_slice(path: str | os.PathLike, modality: str) -> Slice:
+    """One PNG slice file as a `Slice` (id: the file name), with its stored size if shrunk."""
+    path = Path(path)
+    image, notes, stored_shape = read_slice_file(path, with_stored_shape=True)
+    return Slice(path.name, modality, image, str(path), notes, stored_shape=stored_shape)
+
+
 def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     """PNG files named directly, or found directly inside named folders, in natural order."""
     files: list[Path] = []
@@ -482,7 +490,7 @@ def collect_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
             raise DataError(
                 f"{item} {fileio.why_not_a_file(item)}; pass PNG files or folders of them."
             )
-    clashes = repeated([f.name for f in files])
+    clashes = duplicates([f.name for f in files])
     if clashes:
         raise DataError(
             f"several inputs are named {clashes}; outputs keep the input names, so they would "
@@ -561,7 +569,7 @@ def translate_files(
     Everything is checked before anything is written: the model, every input, and every
     output (none may replace an input; existing ones only with `overwrite`). Outputs go only
     into `out_dir`, each written to a temporary name and renamed. An input the reader shrank
-    (larger than `data.MAX_SIDE`) is translated at the shrunk size and brought back to its
+    (larger than `datafiles.MAX_SIDE`) is translated at the shrunk size and brought back to its
     stored size, with a printed note.
     """
     if direction not in DIRECTIONS:

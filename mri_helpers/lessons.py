@@ -1,7 +1,7 @@
 """What the lessons hand each other, so that lesson cells hold no plumbing.
 
 Every lesson starts with a parameters cell of plain values; `parameters(globals())` checks them
-and fills those left at None from the profile. `prepared(RUN_DIR)` gives a lesson what the
+and fills those left at None from the profile. `earlier_lessons(RUN_DIR)` gives a lesson what the
 earlier lessons of the same run set up, read from their manifests (`mri_helpers.manifest`):
 the data (01), the held-out split, cleaning and image size (02), and the networks (03).
 """
@@ -48,8 +48,8 @@ def parameters(namespace: Mapping[str, Any], **fixed: Any) -> Parameters:
 
 
 @dataclass
-class Prepared:
-    """What the earlier lessons of one run set up; read it with `prepared(run_dir)`."""
+class EarlierLessons:
+    """What the earlier lessons of one run set up; read it with `earlier_lessons(run_dir)`."""
 
     run_dir: Path
     manifests: dict[str, dict[str, Any]]
@@ -138,7 +138,7 @@ class Prepared:
         )
 
 
-def prepared(run_dir: str | os.PathLike) -> Prepared:
+def earlier_lessons(run_dir: str | os.PathLike) -> EarlierLessons:
     """What the earlier lessons wrote into `run_dir` (each manifest that exists)."""
     run_dir = Path(run_dir)
     names = ("01_data", "02_processing", "03_models")
@@ -149,4 +149,4 @@ def prepared(run_dir: str | os.PathLike) -> Prepared:
     }
     if "01_data" not in found:
         manifest.read(run_dir, "01_data")  # raises, saying which lesson to run first
-    return Prepared(run_dir, found)
+    return EarlierLessons(run_dir, found)

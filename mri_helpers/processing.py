@@ -1,5 +1,6 @@
-"""Image processing: the head mask (lesson 01); cleaning, geometry, intensities,
-augmentation, the held-out split and the tf.data pipeline (lesson 02).
+"""Image processing: the slices as a tf.data.Dataset and the head mask (lesson 01);
+cleaning, geometry, intensities, augmentation, the held-out split and the tf.data
+pipeline (lesson 02).
 
 Generated from the lessons' `# @save` cells by `mri-course export-lessons`: edit the
 lesson, then run it (never this file).
@@ -80,6 +81,21 @@ def brain_region(image: np.ndarray, shrink: float = 0.25) -> np.ndarray:
         return mask
     radius = np.sqrt(mask.sum() / np.pi)
     return ndimage.binary_erosion(mask, iterations=max(1, int(shrink * radius)))
+
+
+# Defined in 01_data_understanding, 'The slices as a `tf.data.Dataset`'.
+def slices_dataset(dataset: MRIDataset, modality: str) -> tf.data.Dataset:
+    """One contrast's slices as a `tf.data.Dataset` of (id, image) elements, in id order;
+    images keep their stored size and type (uint16 for all if any slice is 16-bit)."""
+    slices = dataset[modality]
+    dtype = np.uint16 if any(s.image.dtype == np.uint16 for s in slices) else np.uint8
+    return tf.data.Dataset.from_generator(
+        lambda: ((s.id, s.image.astype(dtype)) for s in slices),
+        output_signature=(
+            tf.TensorSpec((), tf.string),
+            tf.TensorSpec((None, None), tf.as_dtype(dtype)),
+        ),
+    )
 
 
 # Defined in 02_image_processing, 'Cleaning: background and noise'.

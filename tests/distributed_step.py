@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 
+from mri_course import callbacks
 from mri_helpers._tf import tf
 
 cpu = tf.config.list_physical_devices("CPU")[0]
@@ -64,7 +65,7 @@ def lesson(folder: str) -> None:
     """Lesson 04 around fit() under two replicas, against the same work in one process."""
     import os
 
-    from mri_helpers import baselines, evaluation, export, processing
+    from mri_helpers import evaluation, export, processing
     from mri_helpers._tf import keras
 
     os.makedirs(folder, exist_ok=True)
@@ -74,10 +75,10 @@ def lesson(folder: str) -> None:
     head_start = (phantom, split, SIZE, cleaning, 6, 4, 3)  # steps, global batch, seed
 
     alone = build()
-    alone_losses = baselines.warm_start_generators(alone, *head_start)
+    alone_losses = head_start.warm_start_generators(alone, *head_start)
     with mirrored.scope():
         model = build()
-    losses = baselines.warm_start_generators(model, *head_start)
+    losses = head_start.warm_start_generators(model, *head_start)
     generators = [model.generator_g, model.generator_f]
     alone_generators = [alone.generator_g, alone.generator_f]
     print("head_start_loss_difference", max(abs(losses[d] - alone_losses[d]) for d in losses))
@@ -102,18 +103,18 @@ def lesson(folder: str) -> None:
     t1 = processing.prepare(processing.select(phantom, "t1", split.train["t1"]), SIZE, cleaning)
     t2 = processing.prepare(processing.select(phantom, "t2", split.train["t2"]), SIZE, cleaning)
     held_out = processing.select(phantom, "t1", split.test["t1"])
-    callbacks = [
+    chain = [
         evaluation.QualityOverTime(
             evaluation.phantom_scorer(phantom, split, SIZE, cleaning),
             os.path.join(folder, "quality.csv"),
         ),
-        training.SampleImages(t1[:3], t2[:3], os.path.join(folder, "samples")),
+        callbacks.SampleImages(t1[:3], t2[:3], os.path.join(folder, "samples")),
         export.PeriodicExport(
             os.path.join(folder, "models"), 1, SIZE, {}, (t1, t2), test_time_augmentation=True
         ),
     ]
     data = tf.data.Dataset.from_tensors((t1[:2], t2[:2])).repeat()
-    model.fit(data, epochs=1, steps_per_epoch=1, callbacks=callbacks, verbose=0)
+    model.fit(data, epochs=1, steps_per_epoch=1, callbacks=chain, verbose=0)
     print("held_out", len(held_out))
     with mirrored.scope():
         print("translated_in_scope", len(export.translate(model.generator_g, held_out, SIZE)))

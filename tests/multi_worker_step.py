@@ -2,10 +2,10 @@
 one process alone on the same global batch (subprocess; run by tests/test_multi_worker.py).
 
 Usage: python multi_worker_step.py OUT.npz [RUN_DIR EPOCHS [STOP_AFTER]]. The strategy comes
-from the environment's TF_CONFIG (`training.distribution_strategy`), as in lesson 04. Each
+from the environment's TF_CONFIG (`distribution.distribution_strategy`), as in lesson 04. Each
 worker reads its own half of every global batch; the four networks' weights after the steps
 are saved to OUT.npz. With RUN_DIR the run is resumable as lesson 04's is: each process writes
-into `training.writing_folder(RUN_DIR)` (checkpoint, history.csv), resumes from the chief's
+into `distribution.writing_folder(RUN_DIR)` (checkpoint, history.csv), resumes from the chief's
 checkpoint, and with STOP_AFTER exits with code 3 after that epoch's checkpoint.
 """
 
@@ -15,6 +15,7 @@ import sys
 import numpy as np
 
 import mri_helpers as mh
+from mri_course import checkpoints, distribution
 from mri_helpers import models, training
 from mri_helpers._tf import keras, tf
 
@@ -25,7 +26,7 @@ D = models.DiscriminatorConfig((8, 16, 32))
 out, *resumable = sys.argv[1:]
 epochs = int(resumable[1]) if resumable else 1
 stop_after = int(resumable[2]) if len(resumable) > 2 else None
-strategy = training.distribution_strategy()
+strategy = distribution.distribution_strategy()
 mh.set_seed(0)
 rng = np.random.default_rng(0)
 x = rng.uniform(-1, 1, (GLOBAL_BATCH, SIZE, SIZE, 1)).astype(np.float32)
@@ -67,11 +68,11 @@ with strategy.scope():
 data = strategy.distribute_datasets_from_function(this_workers_part)
 callbacks = []
 if resumable:
-    write_dir = training.writing_folder(resumable[0], strategy)
+    write_dir = distribution.writing_folder(resumable[0], strategy)
     print(f"writing into {write_dir}", flush=True)
-    resuming = training.resume_or_start(write_dir, {"EPOCHS": epochs})
+    resuming = checkpoints.resume_or_start(write_dir, {"EPOCHS": epochs})
     callbacks = [
-        training.BackupAndRestore(
+        checkpoints.BackupAndRestore(
             os.path.join(write_dir, "backup"), strategy, double_checkpoint=True
         ),
         keras.callbacks.CSVLogger(os.path.join(write_dir, "history.csv"), append=True),
@@ -84,6 +85,6 @@ except Interrupted:
     sys.exit(3)
 weights = [w for network in model._all_networks() for w in network.get_weights()]
 np.savez(out, *weights)
-print(f"replicas {strategy.num_replicas_in_sync} chief {training.is_chief(strategy)}")
+print(f"replicas {strategy.num_replicas_in_sync} chief {distribution.is_chief(strategy)}")
 if resumable:
     print(f"resumed {resuming} at epoch {model._initial_epoch or 0}")

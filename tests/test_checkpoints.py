@@ -1,4 +1,4 @@
-"""Checkpoints whole or not at all: `training.BackupAndRestore` after kills and damage.
+"""Checkpoints whole or not at all: `checkpoints.BackupAndRestore` after kills and damage.
 
 A kill at any moment of a checkpoint's write leaves whole files only, from which training
 resumes at the epoch its weights hold; a damaged checkpoint (as Keras's own callback left one
@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 import mri_helpers as mh
+from mri_course import checkpoints
 from mri_helpers import fileio, models, training
 from mri_helpers._tf import keras, tf
 
@@ -40,8 +41,8 @@ def tiny_model(seed: int = 0) -> keras.Model:
     return model
 
 
-def backup_callback(backup: Path) -> training.BackupAndRestore:
-    return training.BackupAndRestore(
+def backup_callback(backup: Path) -> checkpoints.BackupAndRestore:
+    return checkpoints.BackupAndRestore(
         backup, tf.distribute.get_strategy(), double_checkpoint=True, delete_checkpoint=False
     )
 
@@ -116,7 +117,7 @@ class Moments:
 
         moments = cls(backup, out)
         setitem, replace = saving_lib.H5IOStore.__setitem__, os.replace
-        save_model = training.BackupAndRestore._save_model
+        save_model = checkpoints.BackupAndRestore._save_model
         save_weights = keras.Model.save_weights
 
         def counted_save(callback):
@@ -141,7 +142,7 @@ class Moments:
                 moments.weights_in_place = True
 
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(training.BackupAndRestore, "_save_model", counted_save)
+            patch.setattr(checkpoints.BackupAndRestore, "_save_model", counted_save)
             patch.setattr(saving_lib.H5IOStore, "__setitem__", watched_setitem)
             patch.setattr(keras.Model, "save_weights", watched_save_weights)
             patch.setattr(os, "replace", watched_replace)
@@ -217,7 +218,7 @@ def test_resume_or_start_sees_the_checkpoint_a_kill_left(trained, tmp_path) -> N
         run = tmp_path / f"run{number}"
         shutil.copytree(taken, run / "backup")
         fileio.write_json(run / "backup" / "configuration.json", settings)
-        assert training.resume_or_start(run, settings) is (epoch > 0), moment
+        assert checkpoints.resume_or_start(run, settings) is (epoch > 0), moment
         if not epoch:
             assert names(run / "backup") == ["configuration.json"], moment
             assert fileio.read_json(run / "backup" / "configuration.json") == settings
@@ -274,7 +275,7 @@ def test_a_truncated_first_checkpoint_means_a_fresh_start(
     aside = [p for p in backup.iterdir() if ".damaged-" in p.name]
     assert len(aside) == 1 and aside[0].stat().st_size == keep
     assert not (backup / LATEST).exists()
-    assert training.resume_or_start(backup.parent, {}) is False  # no checkpoint left ...
+    assert checkpoints.resume_or_start(backup.parent, {}) is False  # no checkpoint left ...
     assert aside[0].is_file()  # ... and the damaged one is still kept
 
 
@@ -426,7 +427,7 @@ def moment(kind):  # a slow disk, and the moment asked for: there the process wa
 
 
 setitem, replace = saving_lib.H5IOStore.__setitem__, os.replace
-save_model = training.BackupAndRestore._save_model
+save_model = checkpoints.BackupAndRestore._save_model
 
 
 def slow_setitem(store, key, value):
@@ -457,8 +458,8 @@ class Reference(keras.callbacks.Callback):  # before the checkpoint: each epoch'
 
 saving_lib.H5IOStore.__setitem__ = slow_setitem
 os.replace = slow_replace
-training.BackupAndRestore._save_model = counted_save
-backup = training.BackupAndRestore(
+checkpoints.BackupAndRestore._save_model = counted_save
+backup = checkpoints.BackupAndRestore(
     folder / "backup", tf.distribute.get_strategy(), double_checkpoint=True,
     delete_checkpoint=False,
 )

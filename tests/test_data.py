@@ -13,6 +13,7 @@ import mri_helpers as mh
 from conftest import course_like_entries, gray_slice, make_zip, png_bytes, sha256
 from mri_course.cli import main as cli_main
 from mri_helpers import data as data_module
+from mri_helpers import datafiles
 
 
 # --- the real course zip -------------------------------------------------------------------
@@ -60,7 +61,7 @@ def test_find_data_prefers_explicit_then_env(course_zip: Path, tmp_path, monkeyp
 
 def test_find_data_looks_in_project_data_folder(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("MRI_DATA", raising=False)
-    monkeypatch.setattr(data_module, "project_root", lambda: tmp_path)
+    monkeypatch.setattr(datafiles, "project_root", lambda: tmp_path)
     assert mh.find_data() is None
     (tmp_path / "data").mkdir()
     zipped = make_zip(tmp_path / "data" / "MRI+T1_T2+Dataset.zip", course_like_entries())
@@ -200,9 +201,9 @@ def test_other_sizes_reported_and_huge_images_bounded(tmp_path: Path, monkeypatc
     entries["Tr2/TrainT2/wide.png"] = png_bytes(gray_slice(shape=(300, 2500)))
     dataset = mh.load_dataset(make_zip(tmp_path / "sizes.zip", entries))
     wide = next(s for s in dataset.t2 if s.id == "wide.png")
-    assert max(wide.shape) <= data_module.MAX_SIDE and "shrunk" in wide.notes[0]
+    assert max(wide.shape) <= datafiles.MAX_SIDE and "shrunk" in wide.notes[0]
     assert "not all slices are 181x217" in mh.describe(dataset)
-    monkeypatch.setattr(data_module, "MAX_PIXELS", 10_000)
+    monkeypatch.setattr(datafiles, "MAX_PIXELS", 10_000)
     with pytest.raises(mh.DataProblems, match="too large"):
         mh.load_dataset(make_zip(tmp_path / "sizes2.zip", entries))
 
@@ -230,7 +231,7 @@ def test_natural_key_orders_numbers_by_value() -> None:
 
 def test_auto_falls_back_to_phantom_and_says_so(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.delenv("MRI_DATA", raising=False)
-    monkeypatch.setattr(data_module, "project_root", lambda: tmp_path)
+    monkeypatch.setattr(datafiles, "project_root", lambda: tmp_path)
     dataset = mh.load_dataset("auto", num_slices=4)
     assert dataset.is_phantom and len(dataset.t1) == len(dataset.t2) == 4
     assert "using the built-in phantom" in capsys.readouterr().out

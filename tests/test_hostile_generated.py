@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from conftest import course_like_entries, gray_slice, png_bytes
 from mri_course import scans
 from mri_course.cli import main as cli_main
-from mri_helpers import data, export, fileio, models
+from mri_helpers import data, datafiles, export, fileio, models
 from mri_helpers.errors import DataError, ModelFileError
 
 MIB = 1 << 20
@@ -196,7 +196,9 @@ def with_recorded_size(raw: bytes, name: str, size: int) -> bytes:
 
 
 @GENERATED
-@given(recorded=st.one_of(st.integers(0, 8 * MIB), st.integers(data.MAX_FILE_BYTES, 2**32 - 1)))
+@given(
+    recorded=st.one_of(st.integers(0, 8 * MIB), st.integers(datafiles.MAX_FILE_BYTES, 2**32 - 1))
+)
 def test_a_zip_member_whose_recorded_size_lies_is_refused_in_bounded_memory(
     bomb_zip, recorded
 ) -> None:
@@ -206,7 +208,7 @@ def test_a_zip_member_whose_recorded_size_lies_is_refused_in_bounded_memory(
         with peak_allocation() as peak, pytest.raises(DataError) as refused:
             data.read_course_data(path)
     assert "Image #9.png" in str(refused.value)
-    assert peak[0] < min(recorded, data.MAX_FILE_BYTES) + 16 * MIB, (
+    assert peak[0] < min(recorded, datafiles.MAX_FILE_BYTES) + 16 * MIB, (
         f"{peak[0] / MIB:.0f} MiB read for a member recorded as {recorded} bytes"
     )
 
@@ -325,7 +327,7 @@ def test_an_unreadable_file_says_so(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(os, "access", lambda p, mode: False if p == path else real_access(p, mode))
     assert fileio.why_not_a_file(path) == "cannot be read (permission denied)"
     with pytest.raises(DataError, match="cannot be read"):
-        data.read_slice_file(path)
+        datafiles.read_slice_file(path)
 
 
 # --- output places ---------------------------------------------------------------------------

@@ -39,8 +39,7 @@ from PIL import Image, ImageDraw
 import mri_helpers as mh
 from conftest import REPO, course_like_entries, gray_slice, make_zip, png_bytes
 from mri_course.cli import main as cli_main
-from mri_helpers import data as data_module
-from mri_helpers import profiles
+from mri_helpers import datafiles, export, profiles
 from mri_helpers.fileio import MEMORY_BOUND_BYTES
 
 GIB = 2**30
@@ -369,7 +368,7 @@ def test_bzip2_and_lzma_members_are_read(tmp_path: Path) -> None:
 
 
 def test_read_slice_file_checks_the_size_before_reading(tmp_path: Path, monkeypatch) -> None:
-    big = sparse_file(tmp_path / "big.png", data_module.MAX_FILE_BYTES + 1)
+    big = sparse_file(tmp_path / "big.png", datafiles.MAX_FILE_BYTES + 1)
     opened = []
     real_open, real_read_bytes = Path.open, Path.read_bytes
 
@@ -384,25 +383,25 @@ def test_read_slice_file_checks_the_size_before_reading(tmp_path: Path, monkeypa
     monkeypatch.setattr(Path, "open", open_noted)
     monkeypatch.setattr(Path, "read_bytes", read_noted)
     with pytest.raises(mh.DataError, match=r"big\.png.*MiB, larger than any MRI slice"):
-        data_module.read_slice_file(big)
+        datafiles.read_slice_file(big)
     assert big not in opened, "the oversized file was opened before its size was checked"
 
     good = tmp_path / "good.png"
     good.write_bytes(png_bytes(gray_slice(70)))
-    image, notes = data_module.read_slice_file(good)
+    image, notes = datafiles.read_slice_file(good)
     assert image.shape == (217, 181) and image.max() == 70 and notes == ()
     with pytest.raises(mh.DataError, match="missing.png does not exist"):
-        data_module.read_slice_file(tmp_path / "missing.png")
+        datafiles.read_slice_file(tmp_path / "missing.png")
     with pytest.raises(mh.DataError, match="is a folder, not a file"):
-        data_module.read_slice_file(tmp_path)
+        datafiles.read_slice_file(tmp_path)
     (tmp_path / "text.png").write_text("not an image")
     with pytest.raises(mh.DataError, match=r"text\.png: not a readable PNG"):
-        data_module.read_slice_file(tmp_path / "text.png")
+        datafiles.read_slice_file(tmp_path / "text.png")
 
 
 def test_folder_reader_never_reads_an_oversized_file(tmp_path: Path, monkeypatch) -> None:
     root = write_tree(tmp_path / "data", course_like_entries())
-    big = sparse_file(root / "Tr1" / "TrainT1" / "huge.png", data_module.MAX_FILE_BYTES + 1)
+    big = sparse_file(root / "Tr1" / "TrainT1" / "huge.png", datafiles.MAX_FILE_BYTES + 1)
     real_open, real_read_bytes = Path.open, Path.read_bytes
 
     def open_checked(self, *args, **kwargs):
@@ -424,28 +423,28 @@ def test_folder_reader_never_reads_an_oversized_file(tmp_path: Path, monkeypatch
 )
 def test_decompression_bombs_are_too_large_not_corrupt(width: int, height: int) -> None:
     with pytest.raises(mh.DataError) as caught:
-        data_module.decode_slice(png_header_only(width, height))
+        datafiles.decode_slice(png_header_only(width, height))
     message = str(caught.value)
     assert f"{width}x{height}" in message and "too large" in message
-    assert f"{data_module.MAX_PIXELS:,}" in message and "downscale" in message
+    assert f"{datafiles.MAX_PIXELS:,}" in message and "downscale" in message
     assert "corrupt" not in message
 
 
 @pytest.mark.parametrize(("height", "width"), [(1, 1), (1, 1000), (1000, 1), (31, 400)])
 def test_tiny_images_are_refused(height: int, width: int) -> None:
     with pytest.raises(mh.DataError) as caught:
-        data_module.decode_slice(png_bytes(np.full((height, width), 90, np.uint8)))
+        datafiles.decode_slice(png_bytes(np.full((height, width), 90, np.uint8)))
     message = str(caught.value)
-    assert f"{width}x{height}" in message and f"minimum of {data_module.MIN_SIDE}" in message
+    assert f"{width}x{height}" in message and f"minimum of {datafiles.MIN_SIDE}" in message
 
 
 def test_the_smallest_allowed_image_is_read_and_slivers_are_refused() -> None:
-    side = data_module.MIN_SIDE
-    image, _ = data_module.decode_slice(png_bytes(np.full((side, side), 9, np.uint8)))
+    side = datafiles.MIN_SIDE
+    image, _ = datafiles.decode_slice(png_bytes(np.full((side, side), 9, np.uint8)))
     assert image.shape == (side, side)
     sliver = png_bytes(np.zeros((40, 41_000), np.uint8))  # shrunk to fit, 1 pixel high
     with pytest.raises(mh.DataError, match="narrower than 32 pixels"):
-        data_module.decode_slice(sliver)
+        datafiles.decode_slice(sliver)
 
 
 def test_shrunk_slices_keep_their_stored_size_and_are_reported(tmp_path: Path, capsys) -> None:
@@ -469,7 +468,7 @@ def test_shrunk_slices_keep_their_stored_size_and_are_reported(tmp_path: Path, c
 def test_read_slice_gives_the_stored_size_of_a_shrunk_file(tmp_path: Path) -> None:
     path = tmp_path / "big.png"
     path.write_bytes(big_png(3000))
-    piece = data_module.read_slice(path, "t1")
+    piece = export.read_slice(path, "t1")
     assert piece.id == "big.png" and piece.modality == "t1" and piece.origin == str(path)
     assert piece.stored_shape == (3000, 3000) and piece.shape == (1000, 1000)
     assert "shrunk from 3000x3000 to 1000x1000" in piece.notes[0]
@@ -486,7 +485,7 @@ def test_every_kind_of_large_image_is_shrunk(kind: str) -> None:
         content = buffer.getvalue()
     else:
         content = png_bytes(np.full((300, 2500, 4), 200, np.uint8))
-    image, notes = data_module.decode_slice(content)
+    image, notes = datafiles.decode_slice(content)
     assert image.shape == (100, 834)
     assert notes[0] == "shrunk from 2500x300 to 834x100 to bound memory"
     if kind == "16-bit":

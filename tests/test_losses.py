@@ -108,3 +108,49 @@ def test_the_fresh_fakes_judged_apart_score_as_judged_together() -> None:
     together = discriminator(np.concatenate([real, pooled, fake]), training=True).numpy()
     for part, expected in zip(judged, np.split(together, 3), strict=True):
         np.testing.assert_allclose(part, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_fit_trains_the_loss_functions_it_is_given() -> None:
+    """`compile_for_training(loss_functions)` is what `fit()` trains: a lesson that changes a
+    loss changes training. Doubling the cycle loss doubles the logged cycle term, and a
+    generator whose only loss is an L1 to 0.5 is pulled towards 0.5 by `fit()`."""
+    from mri_helpers import models, set_seed, training
+    from mri_helpers._tf import tf
+
+    def build(loss_functions):
+        set_seed(0)
+        g = models.GeneratorConfig((8, 16, 32), dropout_blocks=0)
+        d = models.DiscriminatorConfig((8, 16, 32))
+        networks = [models.unet_generator(g, 32), models.unet_generator(g, 32)]
+        networks += [models.patchgan_discriminator(d, 32), models.patchgan_discriminator(d, 32)]
+        config = training.TrainingConfig(1, 8, learning_rate=1e-2, pool_size=0)
+        model = training.CycleGAN(*networks, config)
+        model.compile_for_training(loss_functions, jit_compile=False)
+        return model, config
+
+    rng = np.random.default_rng(2)
+    x, y = (rng.uniform(-1, 1, (2, 32, 32, 1)).astype(np.float32) for _ in range(2))
+    model, config = build(None)
+    lesson = training.CycleGANLosses.of(config)
+    doubled = training.CycleGANLosses(
+        lesson.generator,
+        lesson.discriminator,
+        lambda a, b: 2 * lesson.cycle(a, b),
+        lesson.identity,
+    )
+    plain = float(model.compute_losses(x, y, training=False)["cycle"])
+    model, _ = build(doubled)
+    assert float(model.compute_losses(x, y, training=False)["cycle"]) == pytest.approx(2 * plain)
+
+    def zero(*tensors):  # no pull at all (zero gradients, not none)
+        return 0.0 * tf.add_n([tf.reduce_mean(t) for t in tensors])
+
+    def to_half(real, fake_or_cycled):  # the generators' only loss: be 0.5 on the way back
+        return tf.reduce_mean(tf.abs(fake_or_cycled - 0.5))
+
+    model, _ = build(training.CycleGANLosses(zero, zero, to_half, zero))
+    before = float(model.compute_losses(x, y, training=False)["cycle"])
+    data = tf.data.Dataset.from_tensors((x, y)).repeat()
+    model.fit(data, epochs=1, steps_per_epoch=8, verbose=0)
+    after = float(model.compute_losses(x, y, training=False)["cycle"])
+    assert after < 0.5 * before

@@ -236,7 +236,7 @@ def test_a_strategy_across_machines_made_too_late_is_a_clear_error() -> None:
         "from mri_helpers._tf import tf\n"
         "tf.constant(1.0) + 1\n"
         "try:\n"
-        "    training.distribution_strategy()\n"
+        "    distribution.distribution_strategy()\n"
         "except training.CourseError as error:\n"
         "    print(error)\n"
     )

@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 
 import mri_helpers as mh
-from mri_helpers import baselines, evaluation, export, losses, models, processing, training
+from mri_course import callbacks, checkpoints, distribution, precision
+from mri_helpers import (
+    evaluation,
+    export,
+    head_start,
+    losses,
+    models,
+    processing,
+    training,
+)
 from mri_helpers._tf import keras
 
 SIZE = 32
@@ -194,7 +203,7 @@ def test_averaged_generators_are_shown_and_kept_while_training_goes_on_raw() -> 
     raw, seen = RawWeights(), SeenAtEpochEnd()
     model.fit(
         data, epochs=2, steps_per_epoch=3, verbose=0, shuffle=False,
-        callbacks=[raw, training.AveragedGenerators(), seen],
+        callbacks=[raw, callbacks.AveragedGenerators(), seen],
     )  # fmt: skip
     # The exponential moving average of the raw weights, starting at the first step's.
     expected = [raw.after_step[0]]
@@ -225,7 +234,7 @@ class PoisonAfter(keras.callbacks.Callback):
 def test_nan_stops_training_names_the_loss_and_keeps_good_weights(capsys) -> None:
     model = build(epochs=3, steps=2)
     data = processing.training_pipeline(images(20, 4), images(21, 4), batch_size=2, seed=0)
-    guard = training.StopOnNonFinite()
+    guard = callbacks.StopOnNonFinite()
     model.fit(
         data, epochs=3, steps_per_epoch=2, verbose=0, shuffle=False,
         callbacks=[PoisonAfter(3), guard],
@@ -251,16 +260,16 @@ def test_warm_start_moves_generators_towards_the_classical_guess() -> None:
     split = processing.holdout_split(phantom, 0.2, seed=0)
     cleaning = processing.Cleaning()
     model = build(pool_size=0)
-    guesses = baselines.baseline_targets(
+    guesses = head_start.baseline_targets(
         [processing.clean_slice(s.image, cleaning) for s in phantom.t1[:2]],
         [processing.clean_slice(s.image, cleaning) for s in phantom.t2[2:]],
     )
     assert guesses[0].shape == (217, 181) and guesses[0].dtype == np.uint8
-    before = baselines.warm_start_generators(model, phantom, split, SIZE, cleaning, 1, 2)
-    after = baselines.warm_start_generators(model, phantom, split, SIZE, cleaning, 60, 2)
+    before = head_start.warm_start_generators(model, phantom, split, SIZE, cleaning, 1, 2)
+    after = head_start.warm_start_generators(model, phantom, split, SIZE, cleaning, 60, 2)
     for direction in ("t1-to-t2", "t2-to-t1"):
         assert after[direction] < before[direction]
-    assert np.isnan(baselines.warm_start(model.generator_g, guesses, guesses, 0, 2))
+    assert np.isnan(head_start.warm_start(model.generator_g, guesses, guesses, 0, 2))
 
 
 def test_warm_start_trains_under_float16() -> None:
@@ -271,8 +280,8 @@ def test_warm_start_trains_under_float16() -> None:
         generator = models.unet_generator(SMALL_G, SIZE)
         assert generator.layers[1].compute_dtype == "float16"
         sources, targets = images(50, 4), -images(50, 4)
-        first = baselines.warm_start(generator, sources, targets, 1, 2, seed=0)
-        last = baselines.warm_start(generator, sources, targets, 40, 2, seed=0)
+        first = head_start.warm_start(generator, sources, targets, 1, 2, seed=0)
+        last = head_start.warm_start(generator, sources, targets, 40, 2, seed=0)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert np.isfinite(last) and last < first
@@ -308,7 +317,7 @@ def test_cycle_noise_only_applies_while_training() -> None:
 
 
 def test_precision_policy_per_machine(tmp_path) -> None:
-    policy = training.precision_policy
+    policy = precision.precision_policy
     assert policy("auto", gpu=True, native_bf16=False) == "mixed_float16"
     assert policy("auto", gpu=False, native_bf16=True) == "mixed_bfloat16"
     assert policy("auto", gpu=False, native_bf16=False) == "float32"  # emulated bf16 is slower
@@ -376,33 +385,33 @@ def test_a_checkpoint_resumes_only_with_the_settings_that_made_it(tmp_path) -> N
     """Same settings: resume. Other settings: refused before any training, each change named,
     the checkpoint kept. RESTART: the old checkpoint goes and training starts afresh."""
     settings = {"EPOCHS": 25, "LEARNING_RATE": 1e-3, "IMAGE_SIZE": 224, "data": "a.zip"}
-    assert training.resume_or_start(tmp_path, settings) is False  # nothing to resume
+    assert checkpoints.resume_or_start(tmp_path, settings) is False  # nothing to resume
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile(optimizer="adam", loss="mse")
     backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"), delete_checkpoint=False)
     x = np.ones((4, 2), np.float32)
     model.fit(x, x[:, :1], epochs=2, verbose=0, callbacks=[backup])  # a real checkpoint
     checkpoint = sorted(p.name for p in (tmp_path / "backup").iterdir())
-    assert training.resume_or_start(tmp_path, dict(settings)) is True
+    assert checkpoints.resume_or_start(tmp_path, dict(settings)) is True
     changed = {**settings, "EPOCHS": 30, "LEARNING_RATE": 2e-4}
     with pytest.raises(mh.CourseError) as refused:
-        training.resume_or_start(tmp_path, changed)
+        checkpoints.resume_or_start(tmp_path, changed)
     message = str(refused.value)
     assert "EPOCHS 25 -> 30" in message and "LEARNING_RATE 0.001 -> 0.0002" in message
     assert "IMAGE_SIZE" not in message and "RESTART = True" in message and "new RUN_DIR" in message
     assert sorted(p.name for p in (tmp_path / "backup").iterdir()) == checkpoint  # kept
     (tmp_path / "history.csv").write_text("epoch\n0\n")
-    assert training.resume_or_start(tmp_path, changed, restart=True) is False
+    assert checkpoints.resume_or_start(tmp_path, changed, restart=True) is False
     assert sorted(p.name for p in (tmp_path / "backup").iterdir()) == ["configuration.json"]
     assert not (tmp_path / "history.csv").exists()
-    assert training.resume_or_start(tmp_path, changed) is False  # no checkpoint yet
+    assert checkpoints.resume_or_start(tmp_path, changed) is False  # no checkpoint yet
 
 
 def test_a_checkpoint_without_its_settings_is_not_resumed_blindly(tmp_path) -> None:
     (tmp_path / "backup").mkdir()
     (tmp_path / "backup" / "latest.weights.h5").write_bytes(b"weights of unknown origin")
     with pytest.raises(mh.CourseError, match="does not record its settings"):
-        training.resume_or_start(tmp_path, {"EPOCHS": 2})
+        checkpoints.resume_or_start(tmp_path, {"EPOCHS": 2})
 
 
 @pytest.mark.parametrize(
@@ -419,13 +428,13 @@ def test_tf_config_names_the_workers(monkeypatch, cluster, workers: list[str]) -
     task = {"type": "worker", "index": 0}
     config = json.dumps({"cluster": cluster, "task": task}) if cluster else ""
     monkeypatch.setenv("TF_CONFIG", config)
-    assert training.cluster_workers() == workers
+    assert cluster.cluster_workers() == workers
 
 
 def test_a_broken_tf_config_is_a_clear_error(monkeypatch) -> None:
     monkeypatch.setenv("TF_CONFIG", "{cluster: oops")
     with pytest.raises(mh.CourseError, match="TF_CONFIG is not valid"):
-        training.distribution_strategy()
+        distribution.distribution_strategy()
 
 
 def test_a_nan_after_a_restored_checkpoint_keeps_the_restored_weights(tmp_path) -> None:
@@ -445,7 +454,7 @@ def test_a_nan_after_a_restored_checkpoint_keeps_the_restored_weights(tmp_path) 
         def on_train_begin(self, logs=None):
             self.model.set_weights(restored)
 
-    guard = training.StopOnNonFinite()
+    guard = callbacks.StopOnNonFinite()
     x = np.ones((4, 2), np.float32)
     model.fit(x, x[:, :1], epochs=2, verbose=0, callbacks=[guard, Restore()])
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), restored, strict=True))
@@ -491,7 +500,7 @@ def test_time_budget_shortens_the_run_and_its_decay(tmp_path) -> None:
     data = tf_pairs()
     # On this clock an epoch takes 5 s; after two epochs, 25 s after the start, 17.75 s of the
     # 45 s budget (less a 5 % reserve) are left: three more epochs, five in all.
-    budget = training.TimeBudget(0.75, tmp_path / "time_budget.json", clock=_Clock(5.0))
+    budget = callbacks.TimeBudget(0.75, tmp_path / "time_budget.json", clock=_Clock(5.0))
     history = model.fit(data, epochs=epochs, steps_per_epoch=steps, callbacks=[budget], verbose=0)
     record = json.loads((tmp_path / "time_budget.json").read_text())
     assert (record["asked"], record["epochs"], record["seconds_per_epoch"]) == (epochs, 5, 5.0)
@@ -503,7 +512,7 @@ def test_time_budget_shortens_the_run_and_its_decay(tmp_path) -> None:
 
     # A resumed run (it starts at a later epoch) keeps the recorded decision.
     again = build(epochs=epochs, steps=steps)
-    resumed = training.TimeBudget(0.75, tmp_path / "time_budget.json", clock=_Clock(0.0))
+    resumed = callbacks.TimeBudget(0.75, tmp_path / "time_budget.json", clock=_Clock(0.0))
     history = again.fit(
         data, epochs=epochs, steps_per_epoch=steps, initial_epoch=1, callbacks=[resumed], verbose=0
     )
@@ -514,9 +523,9 @@ def test_time_budget_shortens_the_run_and_its_decay(tmp_path) -> None:
 
 def test_time_budget_never_lengthens_a_run(tmp_path) -> None:
     model = build(epochs=3, steps=1)
-    budget = training.TimeBudget(600.0, tmp_path / "budget.json", clock=_Clock(1.0))
+    budget = callbacks.TimeBudget(600.0, tmp_path / "budget.json", clock=_Clock(1.0))
     history = model.fit(tf_pairs(), epochs=3, steps_per_epoch=1, callbacks=[budget], verbose=0)
     assert budget.epochs == 3 and len(history.history["g_t1_to_t2"]) == 3
     assert model.schedule.total_steps == 3 and model.schedule.decay_start == 1
     with pytest.raises(ValueError, match="must be > 0"):
-        training.TimeBudget(0, tmp_path / "budget.json")
+        callbacks.TimeBudget(0, tmp_path / "budget.json")
