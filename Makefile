@@ -8,11 +8,13 @@ PROFILE ?= course
 DATA ?= auto
 OUT ?=
 
-.PHONY: help install course test lab format lock notebooks clean
+.PHONY: help install course check test lab format lessons lock notebooks clean
 
 help:
 	@echo "make course [PROFILE=smoke|course|full] [DATA=auto|phantom|PATH] [OUT=DIR]"
+	@echo "make check     quick: lint, the lessons' export, unit tests (no notebooks, no batch runs)"
 	@echo "make test      install and run the whole test suite (lint, unit tests, notebooks)"
+	@echo "make lessons   write the lessons' '# @save' cells into mri_helpers (after editing one)"
 	@echo "make lab       open the lessons in JupyterLab, in the course's environment"
 	@echo "make lock      re-pin constraints.txt from a fresh install (maintainers)"
 
@@ -30,6 +32,18 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+
+# For contributors, a few minutes: what `make test` runs but the notebooks, the batch runs and
+# the tests that start other processes (marked `slow`).
+check: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mri-course export-lessons --check
+	$(BIN)/python -m pytest tests -m "not slow" -q
+
+# After editing a lesson's `# @save` cell: write mri_helpers from the lessons.
+lessons: install
+	$(BIN)/mri-course export-lessons
 
 # JupyterLab from the course's environment: its default "Python 3" kernel has mri_helpers.
 lab: install

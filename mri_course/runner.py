@@ -547,23 +547,18 @@ def _finished_run_parameters(run_dir: Path) -> dict[str, Any]:
 
 
 def _write_all_or_nothing(files: list[tuple[Path, bytes]]) -> None:
-    """Write every (path, content) to a temporary file beside it, then rename them all into
-    place; if any write fails, remove the temporary files and leave every target as it was."""
-    partials: list[Path] = []
-    for path, content in files:
-        partial = path.with_name(f".{path.name}.partial")
-        try:
+    """Write every (path, content) whole, or none of them (`fileio.replacing_all`)."""
+    try:
+        for path, _ in files:
             path.parent.mkdir(parents=True, exist_ok=True)
-            partials.append(partial)
-            partial.write_bytes(content)
-        except OSError as error:
-            for written in partials:
-                written.unlink(missing_ok=True)
-            raise CourseRunError(
-                f"cannot write {partial} ({error.strerror}); nothing was published."
-            ) from None
-    for partial, (path, _) in zip(partials, files, strict=True):
-        os.replace(partial, path)  # a rename within one folder: it does not fail half-way
+        with fileio.replacing_all(path for path, _ in files) as partials:
+            for path, content in files:
+                partials[path].write_bytes(content)
+    except OSError as error:
+        raise CourseRunError(
+            f"cannot write {error.filename or files[0][0]} ({error.strerror}); nothing was "
+            "published."
+        ) from None
 
 
 def _strip_run_metadata(notebook) -> None:

@@ -36,7 +36,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -131,7 +130,8 @@ class Scan:
         return self.data
 
 
-def _gist(error: BaseException, limit: int = 200) -> str:
+def _brief(error: BaseException, limit: int = 200) -> str:
+    """The first line of an error's message, at most `limit` characters."""
     text = str(error).strip().split("\n")[0] or type(error).__name__
     return text if len(text) <= limit else text[:limit] + " ..."
 
@@ -151,7 +151,7 @@ def _checked(path: Path, reader: Callable[[], np.ndarray], what: str) -> Callabl
             ) from None
         except Exception as error:  # truncated gzip, short file, bad header: all the same
             raise DataError(
-                f"{path}: cannot read its voxels ({type(error).__name__}: {_gist(error)}); "
+                f"{path}: cannot read its voxels ({type(error).__name__}: {_brief(error)}); "
                 f"the {what} is damaged or incomplete. Copy it again from its source."
             ) from None
 
@@ -182,7 +182,7 @@ def read_nifti(path: str | os.PathLike, volume: int | None = None) -> Scan:
         image = nib.load(path)
     except Exception as error:
         raise DataError(
-            f"{path} is not a readable NIfTI file ({type(error).__name__}: {_gist(error)}); "
+            f"{path} is not a readable NIfTI file ({type(error).__name__}: {_brief(error)}); "
             "pass a .nii or .nii.gz image as scanners' converters (dcm2niix) write them."
         ) from None
     if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
@@ -1265,28 +1265,16 @@ def output_image(
 
 
 def _write_all(files: dict[Path, Callable[[Path], None]]) -> None:
-    """Write every file under a temporary name beside it, then rename them all into place;
-    on failure, remove the temporary files and report."""
-    written: dict[Path, Path] = {}
+    """Write every file whole, or none of them (`fileio.replacing_all`)."""
     try:
-        for target, write in files.items():
-            suffix = ".nii.gz" if target.name.endswith(".nii.gz") else target.suffix
-            handle, partial = tempfile.mkstemp(
-                prefix=f".{target.name[:40]}.", suffix=suffix, dir=target.parent
-            )
-            os.close(handle)
-            written[target] = Path(partial)
-            write(Path(partial))
-        for target, partial in written.items():
-            os.replace(partial, target)
+        with fileio.replacing_all(files) as partials:
+            for target, write in files.items():
+                write(partials[target])
     except OSError as error:
         raise DataError(
             f"cannot write {next(iter(files))} ({error.strerror or error}); nothing of it "
             "was kept."
         ) from None
-    finally:
-        for partial in written.values():
-            partial.unlink(missing_ok=True)
 
 
 def _save_nifti(image: nib.Nifti1Image, path: Path) -> None:

@@ -39,7 +39,7 @@ from .processing import (
 SSIM_BORDER = 5  # tf.image.ssim's 11x11 window: its index map is 5 pixels smaller each side
 
 
-def cycle(
+def round_trips(
     generator: keras.Model,
     back: keras.Model,
     slices: Sequence[Slice],
@@ -266,7 +266,7 @@ def course_report(
         ("t1", t1, generator_g, generator_f),
         ("t2", t2, generator_f, generator_g),
     ):
-        cycled = cycle(there, back, slices, image_size, cleaning)
+        cycled = round_trips(there, back, slices, image_size, cleaning)
         stored = [s.image for s in slices]
         given = [clean_slice(s.image, cleaning) for s in slices] if cleaning else stored
         for suffix, reference in (("", stored), ("_input", given)):

@@ -621,13 +621,9 @@ def translate_files(
 
 
 def _write_png(image: Image.Image, target: Path) -> None:
-    """Write to a temporary file beside `target`, then rename it into place."""
+    """Write `target` whole or not at all (`fileio.replacing`)."""
     try:
-        handle, partial = tempfile.mkstemp(prefix=".translate-", suffix=".png", dir=target.parent)
-        with os.fdopen(handle, "wb") as file:
-            image.save(file, format="PNG")
-        os.replace(partial, target)
+        with fileio.replacing(target) as partial:
+            image.save(partial, format="PNG")
     except OSError as error:
-        if "partial" in locals():
-            Path(partial).unlink(missing_ok=True)
         raise DataError(f"cannot write {target} ({error.strerror}).") from None

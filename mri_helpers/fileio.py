@@ -16,7 +16,7 @@ import json
 import os
 import stat
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +152,15 @@ def replacing(target: str | os.PathLike) -> Iterator[Path]:
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def replacing_all(targets: Iterable[str | os.PathLike]) -> Iterator[dict[Path, Path]]:
+    """`replacing` for several files: {target: its temporary path}; when the block ends
+    without an error they are all renamed into place, on an error all removed and every
+    target left as it was."""
+    with contextlib.ExitStack() as stack:
+        yield {Path(t): stack.enter_context(replacing(t)) for t in targets}
 
 
 def write_text(target: str | os.PathLike, text: str) -> Path:

@@ -164,7 +164,7 @@ def show_processing_steps(s: Slice, size: int) -> plt.Figure:
         (image, f"stored {image.shape[1]}x{image.shape[0]}", (0, 255)),
         (stretched, f"stretched to {size}x{size} (distorted)", (0, 255)),
         (padded, f"padded to {geometry.side}x{geometry.side}", (0, 255)),
-        (scaled, f"resized to {size}x{size}, scaled to [-1, 1]", (-1, 1)),
+        (scaled, _network_input_title(geometry.side, size), (-1, 1)),
     ]
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.8))
     for ax, (panel, title, (low, high)) in zip(axes, panels, strict=True):
@@ -175,6 +175,12 @@ def show_processing_steps(s: Slice, size: int) -> plt.Figure:
     fig.colorbar(shown, ax=axes[-1], fraction=0.046)
     fig.tight_layout()
     return fig
+
+
+def _network_input_title(side: int, size: int) -> str:
+    """What `to_model_geometry` did to reach the network's size: padded on, or resized."""
+    how = "padded on" if size >= side else "resized"
+    return f"{how} to {size}x{size}, scaled to [-1, 1]"
 
 
 def plot_intensity_scaling(dataset: MRIDataset, size: int) -> plt.Figure:
@@ -449,3 +455,100 @@ def view_volume(image, title: str = "", voxel_mm: float = 2.0, cut_coords=(0, -1
         coarse, bg_img=False, cmap="gray", symmetric_cmap=False, vmin=0, vmax=255,
         cut_coords=cut_coords, title=title, colorbar=False,
     )  # fmt: skip
+
+
+# --- diagrams of the networks (03_model_building) ------------------------------------------
+def draw_unet(model) -> plt.Figure:
+    """The U-Net drawn from a built generator: a box per stage (height: image side, label:
+    side and channels), the encoder down the left, the decoder up the right, an arrow per
+    skip connection (the full-size skip, where there is one, at the top)."""
+    stages = _unet_stages(model)
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    top = max(side for _, side, _ in stages["down"])
+    for column, (_, side, channels) in enumerate(stages["down"]):
+        _stage_box(ax, column, side / top, f"{side}²×{channels}", "tab:blue")
+    depth = len(stages["down"])
+    for i, (_, side, channels) in enumerate(stages["up"]):
+        _stage_box(ax, depth + i, side / top, f"{side}²×{channels}", "tab:orange")
+    for down_index, up_index in stages["skips"]:
+        x0, x1 = down_index + 0.4, depth + up_index - 0.4
+        height = stages["down"][down_index][1] / top
+        ax.annotate(
+            "", (x1, height / 2 + 0.02), (x0, height / 2 + 0.02),
+            arrowprops={"arrowstyle": "->", "color": "tab:green", "lw": 1.2},
+        )  # fmt: skip
+    ax.set_xlim(-0.8, depth + len(stages["up"]) - 0.2)
+    ax.set_ylim(-0.1, 1.15)
+    ax.axis("off")
+    ax.set_title(
+        f"{model.name}: {model.count_params():,} parameters; blue: down-blocks, orange: "
+        "up-blocks, green: skip connections",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def _unet_stages(model) -> dict[str, list]:
+    """The generator's stages, read from its layers: (name, side, channels) going down and
+    up, and the skips as (down stage, up stage) indexes."""
+    down, up, skips = [], [], []
+    by_tensor = {}
+    for layer in model.layers[1:]:
+        side, channels = layer.output.shape[1], layer.output.shape[-1]
+        if layer.name == "stem" or layer.name.startswith("down"):
+            by_tensor[id(layer.output)] = len(down)
+            down.append((layer.name, side, channels))
+        elif layer.name.startswith("skip"):
+            source = by_tensor.get(id(layer.input[1]))
+            up[-1] = (up[-1][0], side, channels)
+            if source is not None:
+                skips.append((source, len(up) - 1))
+        elif layer.name.startswith("up") or layer.name == "to_image":
+            up.append((layer.name, side, channels))
+    return {"down": down, "up": up, "skips": skips}
+
+
+def _stage_box(ax, x: float, height: float, label: str, color: str) -> None:
+    ax.add_patch(plt.Rectangle((x - 0.35, 0.0), 0.7, max(height, 0.02), color=color, alpha=0.6))
+    ax.text(x, max(height, 0.02) + 0.03, label, ha="center", fontsize=7, rotation=90)
+
+
+def draw_cyclegan() -> plt.Figure:
+    """The CycleGAN's two cycles: T1 -> G -> fake T2 -> F -> back to T1 (and the same from T2),
+    each discriminator judging its contrast, with the losses on the arrows."""
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    boxes = {
+        "real T1  x": (0.0, 1.0), "fake T2  G(x)": (3.0, 1.0), "cycled T1  F(G(x))": (6.0, 1.0),
+        "real T2  y": (0.0, 0.0), "fake T1  F(y)": (3.0, 0.0), "cycled T2  G(F(y))": (6.0, 0.0),
+        "D_T2: real T2?": (3.0, 1.8), "D_T1: real T1?": (3.0, -0.8),
+    }  # fmt: skip
+    for name, (x, y) in boxes.items():
+        color = "tab:red" if name.startswith("D_") else "tab:blue"
+        frame = {"boxstyle": "round", "fc": "white", "ec": color}
+        ax.text(x, y, name, ha="center", va="center", fontsize=9, bbox=frame)
+    arrows = [
+        ("real T1  x", "fake T2  G(x)", "G"), ("fake T2  G(x)", "cycled T1  F(G(x))", "F"),
+        ("real T2  y", "fake T1  F(y)", "F"), ("fake T1  F(y)", "cycled T2  G(F(y))", "G"),
+        ("fake T2  G(x)", "D_T2: real T2?", "adversarial"),
+        ("fake T1  F(y)", "D_T1: real T1?", "adversarial"),
+    ]  # fmt: skip
+    for start, end, label in arrows:
+        (x0, y0), (x1, y1) = boxes[start], boxes[end]
+        shrink = 15 if x0 == x1 else 48  # points: clear of the boxes' text
+        style = {"arrowstyle": "->", "shrinkA": shrink, "shrinkB": shrink}
+        ax.annotate("", (x1, y1), (x0, y0), arrowprops=style)
+        if x0 == x1:
+            ax.text(x0 + 0.1, (y0 + y1) / 2, label, ha="left", va="center", fontsize=8)
+        else:
+            ax.text((x0 + x1) / 2, y0 + 0.1, label, ha="center", fontsize=9)
+    for y, text in ((1.0, "cycle loss |F(G(x)) − x|"), (0.0, "cycle loss |G(F(y)) − y|")):
+        style = {"arrowstyle": "<->", "color": "tab:green", "ls": "--"}
+        ax.annotate("", (0.0, y - 0.2), (6.0, y - 0.2), arrowprops=style)
+        ax.text(1.5, y - 0.33, text, ha="center", fontsize=8, color="tab:green")
+    ax.set_xlim(-1.0, 7.0)
+    ax.set_ylim(-1.1, 2.1)
+    ax.axis("off")
+    ax.set_title("Two generators, two cycles, two discriminators", fontsize=10)
+    fig.tight_layout()
+    return fig

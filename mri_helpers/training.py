@@ -207,6 +207,7 @@ class CycleGAN(keras.Model):
         self.discriminator_t2 = discriminator_t2
         self.discriminator_t1 = discriminator_t1
         self.config = config
+        self.loss_functions = CycleGANLosses.of(config)  # until compile_for_training says
         image_shape = tuple(generator_g.input_shape[1:])
         # The pools hold the generators' float32 outputs, whatever the precision policy.
         self.pool_t2 = ImagePool(
@@ -302,12 +303,12 @@ class CycleGAN(keras.Model):
         identity = c.identity_weight != 0
         fake_t2, same_t2 = _translate(self.generator_g, real_t1, real_t2, identity, training)
         fake_t1, same_t1 = _translate(self.generator_f, real_t2, real_t1, identity, training)
-        cycled_t1 = self.generator_f(self._hide_nothing(fake_t2, training), training=training)
-        cycled_t2 = self.generator_g(self._hide_nothing(fake_t1, training), training=training)
-        real_logits_t2, pooled_logits_t2, fake_logits_t2 = self._judge(
+        cycled_t1 = self.generator_f(self._with_cycle_noise(fake_t2, training), training=training)
+        cycled_t2 = self.generator_g(self._with_cycle_noise(fake_t1, training), training=training)
+        real_logits_t2, pooled_logits_t2, fake_logits_t2 = self._discriminator_logits(
             self.discriminator_t2, self.pool_t2, real_t2, fake_t2, training
         )
-        real_logits_t1, pooled_logits_t1, fake_logits_t1 = self._judge(
+        real_logits_t1, pooled_logits_t1, fake_logits_t1 = self._discriminator_logits(
             self.discriminator_t1, self.pool_t1, real_t1, fake_t1, training
         )
 
@@ -330,7 +331,7 @@ class CycleGAN(keras.Model):
             "identity": identity_g + identity_f,
         }
 
-    def _judge(self, discriminator, pool, real, fake, training: bool):
+    def _discriminator_logits(self, discriminator, pool, real, fake, training: bool):
         """Discriminator logits for real images, pooled fakes (its own loss) and fresh fakes
         (the generator's loss). Without a pool the pooled fakes are the fresh ones, so they
         are judged once: exactly the tutorial's arithmetic. With one, the fresh fakes get a
@@ -348,7 +349,7 @@ class CycleGAN(keras.Model):
         )
         return real_logits, pooled_logits, discriminator(fake, training=training)
 
-    def _hide_nothing(self, fake: tf.Tensor, training: bool) -> tf.Tensor:
+    def _with_cycle_noise(self, fake: tf.Tensor, training: bool) -> tf.Tensor:
         """Noise on a fake before the way back, so no invisible signal survives the cycle.
 
         A CycleGAN can cheat the cycle loss by hiding the input in faint patterns of its

@@ -30,7 +30,7 @@ def test_cycle_chains_generators_as_training_does(course) -> None:
     dataset, split = course
     slices = processing.select(dataset, "t2", split.test["t2"])
     cleaning = processing.Cleaning()
-    cycled = evaluation.cycle(negation(), negation(), slices, SIZE, cleaning)
+    cycled = evaluation.round_trips(negation(), negation(), slices, SIZE, cleaning)
     # Two exact inverses give back the cleaned input, to within 8-bit rounding.
     for s, image in zip(slices, cycled, strict=True):
         given = processing.clean_slice(s.image, cleaning)

@@ -54,3 +54,19 @@ def test_the_interactive_volume_viewer_embeds_a_coarser_copy() -> None:
     coarse = mh.plotting.view_volume(image, "coarse", voxel_mm=4.0, cut_coords=(60, 72, 48))
     assert "coarse" in str(coarse.html)
     assert len(str(coarse.html)) < 0.6 * len(str(fine.html))  # 1 mm embeds 64x the voxels
+
+
+def test_the_unet_is_drawn_from_its_layers_with_every_skip() -> None:
+    """`draw_unet` reads the stages and skips from a built generator: the compact U-Net's five
+    down-blocks under its full-size stem, each joined back at its own size."""
+    from mri_helpers import models, plotting
+
+    compact = plotting._unet_stages(models.unet_generator("compact", 64))
+    assert [side for _, side, _ in compact["down"]] == [64, 32, 16, 8, 4, 2]
+    assert compact["skips"] == [(4, 0), (3, 1), (2, 2), (1, 3), (0, 4)]  # stem -> full size
+    for down, up in compact["skips"]:
+        assert compact["down"][down][1] == compact["up"][up][1]
+    plain = plotting._unet_stages(models.unet_generator("tiny", 64))
+    assert len(plain["skips"]) == len(plain["down"]) - 1  # no skip from the bottleneck
+    assert plotting.draw_unet(models.unet_generator("tiny", 64)).axes
+    assert plotting.draw_cyclegan().axes

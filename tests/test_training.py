@@ -327,10 +327,10 @@ def test_precision_policy_per_machine(tmp_path) -> None:
         policy("fast")
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16\n")
-    assert training.cpu_computes_bfloat16(cpuinfo)
+    assert precision.cpu_computes_bfloat16(cpuinfo)
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2\n")
-    assert not training.cpu_computes_bfloat16(cpuinfo)
-    assert not training.cpu_computes_bfloat16(tmp_path / "missing")
+    assert not precision.cpu_computes_bfloat16(cpuinfo)
+    assert not precision.cpu_computes_bfloat16(tmp_path / "missing")
 
 
 @pytest.fixture
