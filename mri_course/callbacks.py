@@ -1,5 +1,6 @@
 """Callbacks around `CycleGAN.fit()`: a line of progress per epoch, a stop at the first
-non-finite loss, the generators' weight average, sample images, and a time budget.
+non-finite loss, the generators' weight average, sample images, a time budget, and the
+generators exported every few epochs.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from PIL import Image
 
 from mri_helpers import fileio
 from mri_helpers._tf import keras
+from mri_helpers.calibration import calibrated, fit_calibration
 from mri_helpers.errors import CourseError
+from mri_helpers.export import export_generator, float32_copy
+from mri_helpers.test_time import averaged_over_copies
 from mri_helpers.training import LOSS_NAMES
 
 from .cluster import cluster_workers
@@ -238,3 +242,66 @@ class TimeBudget(keras.callbacks.Callback):
         share = schedule.decay_start / max(1, schedule.total_steps)
         schedule.refit(round(share * self.epochs) * steps, self.epochs * steps)
         self.params["epochs"] = self.epochs  # the progress line's "epoch n/N" and time left
+
+
+class PeriodicExport(keras.callbacks.Callback):
+    """Export both generators every `every` epochs and at the end, also when training stops
+    early (atomically).
+
+    With `test_time_augmentation`, each export averages its network over shifted and mirrored
+    copies of the input (`mri_helpers.test_time`). With `calibration_data` (prepared training
+    T1 and T2 images), it then gets an output intensity calibration fitted on them
+    (`mri_helpers.calibration`).
+    """
+
+    def __init__(
+        self,
+        models_dir: str | os.PathLike,
+        every: int,
+        image_size: int,
+        extra: dict,
+        calibration_data: tuple[np.ndarray, np.ndarray] | None = None,
+        test_time_augmentation: bool = False,
+    ):
+        super().__init__()
+        self.models_dir, self.every = Path(models_dir), max(1, every)
+        self.test_time_augmentation = test_time_augmentation
+        self.image_size, self.extra = image_size, extra
+        if calibration_data is not None and min(len(images) for images in calibration_data) == 0:
+            raise ValueError("calibration_data needs training images of both contrasts")
+        self.calibration_data = calibration_data
+
+    def on_train_begin(self, logs=None):
+        self.finished_epoch = self.exported_epoch = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.finished_epoch = epoch + 1
+        if (epoch + 1) % self.every == 0 or epoch + 1 == self.params.get("epochs"):
+            self.export(epoch + 1)
+
+    def on_train_end(self, logs=None):
+        # Training stopped early (a NaN loss): export the weights it ended with.
+        if self.finished_epoch is not None and self.finished_epoch != self.exported_epoch:
+            self.export(self.finished_epoch)
+
+    def export(self, epoch: int) -> None:
+        self.exported_epoch = epoch
+        is_calibrated = self.calibration_data is not None
+        extra = {
+            **self.extra,
+            "epoch": epoch,
+            "calibrated": is_calibrated,
+            "test_time_augmentation": self.test_time_augmentation,
+        }
+        t1, t2 = self.calibration_data if is_calibrated else (None, None)
+        for direction, generator, sources, targets in (
+            ("t1-to-t2", self.model.generator_g, t1, t2),
+            ("t2-to-t1", self.model.generator_f, t2, t1),
+        ):
+            if self.test_time_augmentation or is_calibrated:
+                generator = float32_copy(generator)  # wrapped and fitted as exports compute
+            if self.test_time_augmentation:
+                generator = averaged_over_copies(generator)
+            if is_calibrated:
+                generator = calibrated(generator, fit_calibration(generator, sources, targets))
+            export_generator(generator, self.models_dir, direction, self.image_size, extra)

@@ -291,8 +291,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def translate(args: argparse.Namespace) -> int:
-    from mri_helpers.export import translate_files
-
+    from .png_slices import translate_files
     from .scans import is_volume_input, translate_volume_files
 
     scans = [item for item in args.inputs if is_volume_input(item)]

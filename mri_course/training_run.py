@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mri_helpers import evaluation, export
+from mri_helpers import evaluation
 from mri_helpers._tf import keras, tf
 from mri_helpers.lessons import EarlierLessons
 
@@ -89,7 +89,7 @@ def callbacks(
         *([phantom_quality] if earlier.dataset.is_phantom else []),
         keras.callbacks.TensorBoard(os.path.join(folder, "tensorboard"), update_freq="epoch"),
         run_callbacks.SampleImages(*test, os.path.join(folder, "samples")),
-        export.PeriodicExport(  # both generators every EXPORT_EVERY epochs and at the end
+        run_callbacks.PeriodicExport(  # both generators every EXPORT_EVERY epochs and at the end
             os.path.join(folder, "models"),
             p["EXPORT_EVERY"],
             earlier.image_size,

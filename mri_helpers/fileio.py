@@ -199,7 +199,7 @@ def check_output_folder(
         os.rmdir(tempfile.mkdtemp(prefix=".", dir=existing))
     except OSError as error:
         # a folder at the system's path limit holds nothing more: its outputs' own names
-        # are checked against the limit where they are known (export.check_outputs)
+        # are checked against the limit where they are known (png_slices.check_outputs)
         long_path = error.errno == errno.ENAMETOOLONG and os.access(existing, os.W_OK)
         if not long_path:
             raise OutputPlaceError(

@@ -109,7 +109,7 @@ def lesson(folder: str) -> None:
             os.path.join(folder, "quality.csv"),
         ),
         callbacks.SampleImages(t1[:3], t2[:3], os.path.join(folder, "samples")),
-        export.PeriodicExport(
+        callbacks.PeriodicExport(
             os.path.join(folder, "models"), 1, SIZE, {}, (t1, t2), test_time_augmentation=True
         ),
     ]

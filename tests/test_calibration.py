@@ -14,6 +14,7 @@ from PIL import Image
 from scipy import stats
 
 import mri_helpers as mh
+from mri_course import callbacks
 from mri_course.evaluate import evaluate_export
 from mri_helpers import calibration, export, models, processing, test_time, training
 from mri_helpers._tf import keras, tf
@@ -144,7 +145,7 @@ def test_exports_are_calibrated_on_training_images_and_scored_both_ways(
     for folder, data in (("calibrated", (train["t1"], train["t2"])), ("plain", None)):
         # As the course exports: averaged over copies, then calibrated on the average.
         averaged = data is not None
-        callback = export.PeriodicExport(tmp_path / folder, 1, size, extra, data, averaged)
+        callback = callbacks.PeriodicExport(tmp_path / folder, 1, size, extra, data, averaged)
         callback.set_model(cyclegan)
         callback.export(1)
 

@@ -406,7 +406,7 @@ folder, pause = Path(sys.argv[1]), sys.argv[2]  # pause: SAVE:KIND:N, or SAVE:as
 import numpy as np
 import mri_helpers as mh
 from keras.src.saving import saving_lib
-from mri_helpers import training
+from mri_course import checkpoints
 from mri_helpers._tf import keras, tf
 
 mh.set_seed(0)

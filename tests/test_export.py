@@ -13,6 +13,7 @@ from PIL import Image
 
 import mri_helpers as mh
 from conftest import gray_slice, png_bytes, sha256
+from mri_course import png_slices
 from mri_course.cli import main as cli_main
 from mri_helpers import export, models
 from mri_helpers._tf import keras
@@ -100,7 +101,7 @@ def test_bad_models_are_refused_clearly(exported: Path, tmp_path: Path) -> None:
 def test_translate_keeps_names_and_geometry(exported: Path, course_pngs: Path, tmp_path) -> None:
     before = {p.name: sha256(p) for p in course_pngs.iterdir()}
     out = tmp_path / "out"
-    written = export.translate_files(exported, "t1-to-t2", [course_pngs], out)
+    written = png_slices.translate_files(exported, "t1-to-t2", [course_pngs], out)
     assert [p.name for p in written] == ["Image #10.png", "Image #11.png"]
     assert sorted(p.name for p in out.iterdir()) == ["Image #10.png", "Image #11.png"]
     for path in written:
@@ -114,12 +115,12 @@ def test_translate_never_replaces_an_input(exported: Path, course_pngs: Path, tm
     for out in (course_pngs, course_pngs / "new" / "..", course_pngs.parent / course_pngs.name):
         for overwrite in (False, True):
             with pytest.raises(mh.DataError, match="would replace the input"):
-                export.translate_files(exported, "t1-to-t2", [course_pngs], out, overwrite)
+                png_slices.translate_files(exported, "t1-to-t2", [course_pngs], out, overwrite)
     linked = tmp_path / "linked"
     linked.mkdir()
     (linked / "Image #10.png").symlink_to(course_pngs / "Image #10.png")
     with pytest.raises(mh.DataError, match="would replace the input"):
-        export.translate_files(exported, "t1-to-t2", [course_pngs], linked, overwrite=True)
+        png_slices.translate_files(exported, "t1-to-t2", [course_pngs], linked, overwrite=True)
     assert {p.name: sha256(p) for p in course_pngs.iterdir()} == before
 
 
@@ -127,12 +128,12 @@ def test_translate_replaces_outputs_only_when_asked(
     exported: Path, course_pngs: Path, tmp_path
 ) -> None:
     out = tmp_path / "out"
-    export.translate_files(exported, "t1-to-t2", [course_pngs], out)
+    png_slices.translate_files(exported, "t1-to-t2", [course_pngs], out)
     (out / "Image #10.png").write_bytes(b"an older translation")
     with pytest.raises(mh.DataError, match="exist already.*--overwrite"):
-        export.translate_files(exported, "t1-to-t2", [course_pngs], out)
+        png_slices.translate_files(exported, "t1-to-t2", [course_pngs], out)
     assert (out / "Image #10.png").read_bytes() == b"an older translation"
-    export.translate_files(exported, "t1-to-t2", [course_pngs], out, overwrite=True)
+    png_slices.translate_files(exported, "t1-to-t2", [course_pngs], out, overwrite=True)
     assert np.asarray(Image.open(out / "Image #10.png")).shape == (217, 181)
     assert sorted(p.name for p in out.iterdir()) == ["Image #10.png", "Image #11.png"]
 
@@ -140,19 +141,21 @@ def test_translate_replaces_outputs_only_when_asked(
 def test_translate_refuses_names_the_output_cannot_hold(exported: Path, tmp_path) -> None:
     long_name = "s" * 251 + ".png"  # 255 bytes: fits where it is, as does its translation
     (tmp_path / long_name).write_bytes(png_bytes(gray_slice()))
-    written = export.translate_files(exported, "t1-to-t2", [tmp_path / long_name], tmp_path / "o")
+    written = png_slices.translate_files(
+        exported, "t1-to-t2", [tmp_path / long_name], tmp_path / "o"
+    )
     assert [p.name for p in written] == [long_name]  # no temporary name got too long
     limit = os.pathconf(tmp_path, "PC_NAME_MAX")
-    assert export.check_outputs([], []) is None
+    assert png_slices.check_outputs([], []) is None
     with pytest.raises(mh.DataError, match=f"longer than {limit}"):
-        export.check_outputs([tmp_path / "a.png"], [tmp_path / "o" / ("x" * (limit + 1))])
+        png_slices.check_outputs([tmp_path / "a.png"], [tmp_path / "o" / ("x" * (limit + 1))])
 
 
 def test_translate_other_kinds_and_sizes(exported: Path, tmp_path: Path) -> None:
     rgb = np.dstack([gray_slice(90, (120, 100))] * 3)
     (tmp_path / "rgb.png").write_bytes(png_bytes(rgb))
     (tmp_path / "deep.png").write_bytes(png_bytes(gray_slice(1, (64, 80)).astype(np.uint16) * 900))
-    written = export.translate_files(
+    written = png_slices.translate_files(
         exported, "t2-to-t1", [tmp_path / "rgb.png", tmp_path / "deep.png"], tmp_path / "o"
     )
     shapes = [np.asarray(Image.open(p)).shape for p in written]
@@ -165,14 +168,14 @@ def test_translate_checks_every_input_before_writing(exported: Path, tmp_path: P
     (tmp_path / "text.png").write_text("not an image")
     out = tmp_path / "out"
     with pytest.raises(mh.DataProblems) as caught:
-        export.translate_files(exported, "t1-to-t2", [tmp_path], out)
+        png_slices.translate_files(exported, "t1-to-t2", [tmp_path], out)
     assert len(caught.value.problems) == 2
     assert not out.exists()
     other = tmp_path / "other"
     other.mkdir()
     (other / "good.png").write_bytes(png_bytes(gray_slice()))
     with pytest.raises(mh.DataError, match=r"several inputs are named \['good.png'\]"):
-        export.translate_files(exported, "t1-to-t2", [tmp_path / "good.png", other], out)
+        png_slices.translate_files(exported, "t1-to-t2", [tmp_path / "good.png", other], out)
 
 
 def test_translate_command(exported: Path, course_pngs: Path, tmp_path: Path, capsys) -> None:

@@ -16,7 +16,10 @@ import pytest
 
 import mri_helpers as mh
 from conftest import REPO, gray_slice, png_bytes
+from mri_course import png_slices
 from mri_course.cli import main as cli_main
+
+pytestmark = pytest.mark.slow  # batch runs and other processes: not in `make check`
 
 
 def test_killed_training_resumes_and_finishes(course_zip: Path, tmp_path: Path) -> None:
@@ -112,7 +115,7 @@ def test_translate_into_an_unwritable_place_is_a_clear_error(tmp_path: Path) -> 
         saved_model=False,
     )  # fmt: skip
     with pytest.raises(mh.DataError, match="is a file, not a folder"):
-        export.translate_files(models_dir, "t1-to-t2", [tmp_path / "a.png"], blocker / "out")
+        png_slices.translate_files(models_dir, "t1-to-t2", [tmp_path / "a.png"], blocker / "out")
 
 
 def test_no_pickle_eval_or_shell_strings_in_the_package() -> None:

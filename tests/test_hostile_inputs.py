@@ -38,6 +38,7 @@ from PIL import Image, ImageDraw
 
 import mri_helpers as mh
 from conftest import REPO, course_like_entries, gray_slice, make_zip, png_bytes
+from mri_course import png_slices
 from mri_course.cli import main as cli_main
 from mri_helpers import datafiles, export, profiles
 from mri_helpers.fileio import MEMORY_BOUND_BYTES
@@ -301,7 +302,7 @@ def sparse_file(path: Path, size: int = 2 * GIB) -> Path:
 @pytest.fixture(scope="module")
 def exported_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tiny untrained generators of both directions, exported as a run would (no SavedModel)."""
-    from mri_helpers import export, models
+    from mri_helpers import models
 
     models_dir = tmp_path_factory.mktemp("exported") / "models"
     extra = {"holdout_fraction": 0.1, "seed": 0, "num_phantom_slices": 4}
@@ -468,7 +469,7 @@ def test_shrunk_slices_keep_their_stored_size_and_are_reported(tmp_path: Path, c
 def test_read_slice_gives_the_stored_size_of_a_shrunk_file(tmp_path: Path) -> None:
     path = tmp_path / "big.png"
     path.write_bytes(big_png(3000))
-    piece = export.read_slice(path, "t1")
+    piece = png_slices.read_slice(path, "t1")
     assert piece.id == "big.png" and piece.modality == "t1" and piece.origin == str(path)
     assert piece.stored_shape == (3000, 3000) and piece.shape == (1000, 1000)
     assert "shrunk from 3000x3000 to 1000x1000" in piece.notes[0]

@@ -16,6 +16,8 @@ import pytest
 
 import mri_helpers as mh
 
+pytestmark = pytest.mark.slow  # batch runs and other processes: not in `make check`
+
 SCRIPT = str(Path(__file__).with_name("multi_worker_step.py"))
 BASE_ENV = {
     k: v for k, v in os.environ.items() if k not in ("TF_CONFIG", "TF_NUM_INTEROP_THREADS")

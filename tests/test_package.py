@@ -15,19 +15,22 @@ LONGEST_FUNCTION = 80  # lines, decorators and docstring included
 
 
 def modules() -> dict[str, Path]:
-    """Every module of both packages, by dotted name."""
-    return {
-        ".".join(path.relative_to(REPO).with_suffix("").parts): path
-        for package in PACKAGES
-        for path in sorted((REPO / package).rglob("*.py"))
-        if path.stem != "__init__"
-    }
+    """Every module of both packages, by dotted name (a subpackage by its `__init__`)."""
+    found = {}
+    for package in PACKAGES:
+        for path in sorted((REPO / package).rglob("*.py")):
+            parts = path.relative_to(REPO).with_suffix("").parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            if len(parts) > 1:
+                found[".".join(parts)] = path
+    return found
 
 
 def imports_of(name: str, path: Path) -> set[str]:
     """The modules of both packages that a module imports anywhere in it (also inside
     functions), as dotted names."""
-    package = name.rsplit(".", 1)[0]
+    package = name if path.stem == "__init__" else name.rsplit(".", 1)[0]
     tree = ast.parse(path.read_text())
     typing_only = {  # `if TYPE_CHECKING:` imports name types; they run nothing
         id(child)
@@ -40,12 +43,11 @@ def imports_of(name: str, path: Path) -> set[str]:
         if not isinstance(node, ast.ImportFrom) or id(node) in typing_only:
             continue
         base = node.module or ""
-        if node.level:  # from .data import x / from . import models
-            base = f"{package}.{base}".rstrip(".")
-        if base in PACKAGES:  # from . import models, training
-            found.update(f"{base}.{alias.name}" for alias in node.names)
-        else:
-            found.add(base)
+        if node.level:  # from .data import x / from . import models / from ..precision
+            parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+            base = f"{parent}.{base}".rstrip(".")
+        found.add(base)
+        found.update(f"{base}.{alias.name}" for alias in node.names)  # from . import models
     known = modules()
     return {m for m in found if m in known and m != name}
 
@@ -84,7 +86,8 @@ def test_the_cycle_finder_finds_cycles() -> None:
 
 def test_the_packages_have_no_import_cycles() -> None:
     graph = import_graph()
-    assert graph["mri_helpers.export"] >= {"mri_helpers.calibration", "mri_helpers.test_time"}
+    assert graph["mri_course.callbacks"] >= {"mri_helpers.calibration", "mri_helpers.test_time"}
+    assert "mri_course.scans.geometry" in graph["mri_course.scans.translation"]
     assert "mri_course.runner" in graph["mri_course.cli"]  # the graph sees real imports
     assert find_cycle(graph) is None, f"import cycle: {' -> '.join(find_cycle(graph))}"
 
@@ -98,7 +101,7 @@ def test_the_lessons_package_never_imports_the_tooling() -> None:
         if name.startswith("mri_helpers.")
     }
     assert {name: found for name, found in upward.items() if found} == {}
-    for path in (REPO / "mri_helpers").glob("*.py"):
+    for path in (REPO / "mri_helpers").rglob("*.py"):
         assert "import mri_course" not in path.read_text(), path.name
 
 

@@ -17,6 +17,8 @@ from nbformat.v4 import new_code_cell, new_notebook
 from mri_course import runner
 from mri_course.cli import main as cli_main
 
+pytestmark = pytest.mark.slow  # batch runs and other processes: not in `make check`
+
 
 def write_notebook(path: Path, *sources: str, parameters: str = "SEED = 1\nRUN_DIR = '.'") -> Path:
     notebook = new_notebook()

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 
 import mri_helpers as mh
-from mri_course import callbacks, checkpoints, distribution, precision
+from mri_course import callbacks, checkpoints, cluster, distribution, precision
 from mri_helpers import (
     evaluation,
-    export,
     head_start,
     losses,
     models,
@@ -415,18 +414,18 @@ def test_a_checkpoint_without_its_settings_is_not_resumed_blindly(tmp_path) -> N
 
 
 @pytest.mark.parametrize(
-    ("cluster", "workers"),
+    ("described", "workers"),
     [
         (None, []),
         ({"worker": ["a:1", "b:2"]}, ["a:1", "b:2"]),
         ({"chief": ["c:1"], "worker": ["a:1"]}, ["c:1", "a:1"]),
     ],
 )
-def test_tf_config_names_the_workers(monkeypatch, cluster, workers: list[str]) -> None:
+def test_tf_config_names_the_workers(monkeypatch, described, workers: list[str]) -> None:
     import json
 
     task = {"type": "worker", "index": 0}
-    config = json.dumps({"cluster": cluster, "task": task}) if cluster else ""
+    config = json.dumps({"cluster": described, "task": task}) if described else ""
     monkeypatch.setenv("TF_CONFIG", config)
     assert cluster.cluster_workers() == workers
 
@@ -468,7 +467,7 @@ def test_training_stopped_early_still_exports_what_it_ended_with(tmp_path) -> No
         def on_epoch_end(self, epoch, logs=None):
             self.model.stop_training = epoch == 1
 
-    periodic = export.PeriodicExport(tmp_path, every=3, image_size=SIZE, extra={})
+    periodic = callbacks.PeriodicExport(tmp_path, every=3, image_size=SIZE, extra={})
     data = tf_pairs()
     model.fit(data, epochs=4, steps_per_epoch=1, verbose=0, callbacks=[StopAfterTwo(), periodic])
     import json

@@ -16,7 +16,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 from scipy import ndimage
 
-from mri_course import scans
+from mri_course import png_slices, scans
 from mri_helpers import calibration, export, models, processing, test_time
 from mri_helpers._tf import keras
 from mri_helpers.errors import DataError, ModelFileError
@@ -477,7 +477,7 @@ def test_volumes_released_to_save_memory_are_read_again(exports, tmp_path, monke
     write_series(tmp_path / "series", stored_head())
     inputs = [save(head(), ras_affine(), tmp_path / "scan.nii.gz"), tmp_path / "series"]
     kept = translate(exports["unet"], inputs, tmp_path / "kept")
-    monkeypatch.setattr(scans, "KEEP_LOADED_BYTES", 0)
+    monkeypatch.setattr(scans.reading, "KEEP_LOADED_BYTES", 0)
     read_again = translate(exports["unet"], inputs, tmp_path / "again")
     for first, second in zip(kept, read_again, strict=True):
         np.testing.assert_array_equal(nib.load(first).get_fdata(), nib.load(second).get_fdata())
@@ -562,8 +562,8 @@ def test_the_network_precision_is_chosen_and_recorded(exports, tmp_path: Path) -
     )
     assert record["computed_in"] == "float32"
     np.testing.assert_allclose(results["off"][1], exact, atol=1e-3)
-    network = scans._Network(generator, 4, False, "mixed_bfloat16")  # built once per export
-    assert scans._Network(generator, 4, False, "mixed_bfloat16").model is network.model
+    network = scans.translation._Network(generator, 4, False, "mixed_bfloat16")  # built once per export
+    assert scans.translation._Network(generator, 4, False, "mixed_bfloat16").model is network.model
     difference = np.abs(results["on"][1] - results["off"][1])
     assert 0 < difference.max() < 8 and difference.mean() < 0.5  # grey levels of 0..255
     with pytest.raises(ValueError, match="mixed precision 'half'"):
@@ -1060,7 +1060,7 @@ def test_a_png_of_noise_alone_translates_to_background(exports, tmp_path) -> Non
     far = ~ndimage.binary_dilation(plane > 0, np.ones((11, 11)))
     for folder in (exports["identity"], masking):
         out = tmp_path / f"out-{folder.parent.name}"
-        export.translate_files(folder, "t1-to-t2", [inputs], out)
+        png_slices.translate_files(folder, "t1-to-t2", [inputs], out)
         noise_out = np.asarray(Image.open(out / "noise.png"))
         head_out = np.asarray(Image.open(out / "head.png"))
         assert not noise_out.any(), f"{folder}: {np.count_nonzero(noise_out)} pixels invented"
