@@ -149,3 +149,11 @@ def test_public_functions_have_one_name_per_meaning() -> None:
                 owners.setdefault(node.name, []).append(name)
     shared = {name: where for name, where in owners.items() if len(where) > 1}
     assert shared == {}
+
+
+def test_every_module_of_both_packages_imports() -> None:
+    """A name moved between modules and left behind in an import fails here, at once."""
+    import importlib
+
+    for name in modules():
+        importlib.import_module(name)

@@ -22,7 +22,6 @@ from mri_helpers.calibration import calibrated, calibration_of, without_calibrat
 from mri_helpers.errors import DataError, ModelFileError
 from mri_helpers.export import (
     DIRECTIONS,
-    check_outputs,
     cleaning_of,
     computing_in,
     load_generator,
@@ -36,6 +35,7 @@ from mri_helpers.processing import (
     to_original_geometry,
 )
 
+from ..png_slices import check_outputs
 from ..precision import precision_policy
 from .geometry import InPlaneGrid, Reorientation, in_plane_grid, model_geometry, reorientation
 from .intensities import IntensityScaling, model_head_levels, robust_scaling
