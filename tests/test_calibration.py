@@ -117,6 +117,7 @@ def test_fit_undoes_a_squeezing_generator_on_course_slices(course_t1) -> None:
     assert squeezed.mean() > 0.15 and error.mean() < 0.01  # 0.01: about one grey level
 
 
+@pytest.mark.slow  # other processes, or long: not in `make check`
 def test_exports_are_calibrated_on_training_images_and_scored_both_ways(
     course_zip: Path, tmp_path: Path
 ) -> None:
@@ -191,6 +192,7 @@ def test_exports_are_calibrated_on_training_images_and_scored_both_ways(
         evaluate_export(str(tmp_path / "plain"), str(course_zip))
 
 
+@pytest.mark.slow  # other processes, or long: not in `make check`
 def test_translate_command_loads_a_calibrated_export_in_a_new_process(
     course_zip: Path, tmp_path: Path
 ) -> None:

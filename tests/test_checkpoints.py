@@ -526,6 +526,7 @@ def _read(path: Path) -> str:
         return ""
 
 
+@pytest.mark.slow  # other processes, or long: not in `make check`
 def test_processes_killed_while_writing_checkpoints_resume(tmp_path, capsys) -> None:
     """SIGKILL at six moments of the first two checkpoints' writes (as soon as the temporary
     file appears, the writer slowed down; or where the process waits at a chosen step):

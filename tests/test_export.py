@@ -207,6 +207,7 @@ def test_evaluate_command_on_the_phantom(exported: Path, tmp_path: Path, capsys)
     assert "t1-to-t2: SSIM" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # other processes, or long: not in `make check`
 def test_evaluate_command_on_the_course_data(exported: Path, course_zip: Path, tmp_path) -> None:
     target = tmp_path / "course.json"
     args = ["evaluate", "--model", str(exported), "--data", str(course_zip), "--json", str(target)]

@@ -344,13 +344,13 @@ def no_work(monkeypatch):
     """Every command's real work refuses to start."""
     import papermill
 
-    from mri_course import benchmark, evaluate, runner
+    from mri_course import benchmark, evaluate, png_slices, runner
 
     monkeypatch.setattr(papermill, "execute_notebook", _refuse)
     monkeypatch.setattr(benchmark, "run", _refuse)
     monkeypatch.setattr(evaluate, "evaluate_export", _refuse)
     monkeypatch.setattr(evaluate, "evaluate_volume", _refuse)
-    monkeypatch.setattr(export, "translate_files", _refuse)
+    monkeypatch.setattr(png_slices, "translate_files", _refuse)
     monkeypatch.setattr(scans, "translate_volume_files", _refuse)
     monkeypatch.setattr(runner, "run_course", _refuse)
 

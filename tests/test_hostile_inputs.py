@@ -1115,6 +1115,7 @@ def test_translate_refuses_a_lying_nifti_from_its_header(tmp_path, models_dir, c
     assert not changes(before, snapshot(tmp_path))
 
 
+@pytest.mark.slow  # other processes, or long: not in `make check`
 def test_check_data_refuses_a_zip_member_whose_size_lies_in_bounded_memory(tmp_path) -> None:
     """A member recorded as 1000 bytes whose deflate stream inflates to 2 GiB."""
     path = tmp_path / "lying.zip"

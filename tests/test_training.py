@@ -140,6 +140,7 @@ def in_fresh_interpreter(script: str) -> str:
     return done.stdout
 
 
+@pytest.mark.slow  # other processes, or long: not in `make check`
 def test_same_seed_same_run_other_seed_other_run() -> None:
     """Course-shaped networks, fitted three times in a fresh interpreter: with `REPRODUCIBLE`
     the same seed gives bit-identical weights and images, another seed another run."""
@@ -245,6 +246,7 @@ def test_nan_stops_training_names_the_loss_and_keeps_good_weights(capsys) -> Non
     assert "training stopped" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # other processes, or long: not in `make check`
 def test_two_replicas_train_like_one_device() -> None:
     """MirroredStrategy on two logical CPUs gives the weights of one device, same batch."""
     words = in_fresh_interpreter("distributed_step.py").split()

@@ -562,7 +562,9 @@ def test_the_network_precision_is_chosen_and_recorded(exports, tmp_path: Path) -
     )
     assert record["computed_in"] == "float32"
     np.testing.assert_allclose(results["off"][1], exact, atol=1e-3)
-    network = scans.translation._Network(generator, 4, False, "mixed_bfloat16")  # built once per export
+    network = scans.translation._Network(
+        generator, 4, False, "mixed_bfloat16"
+    )  # built once per export
     assert scans.translation._Network(generator, 4, False, "mixed_bfloat16").model is network.model
     difference = np.abs(results["on"][1] - results["off"][1])
     assert 0 < difference.max() < 8 and difference.mean() < 0.5  # grey levels of 0..255
