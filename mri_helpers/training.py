@@ -248,23 +248,7 @@ class CycleGAN(keras.Model):
             self.config.learning_rate, self.config.decay_start_step, self.config.total_steps
         )
 
-        def adam(name: str, average: float = 0.0) -> keras.optimizers.Optimizer:
-            optimizer = keras.optimizers.Adam(
-                self.schedule,
-                beta_1=self.config.beta_1,
-                use_ema=average > 0,
-                ema_momentum=average or 0.99,
-                name=f"adam_{name}",
-            )
-            return loss_scaled(optimizer) if mixed_precision else optimizer
-
-        average = self.config.generator_average
-        self.network_optimizers = {
-            "g": adam("g", average),
-            "f": adam("f", average),
-            "d_t2": adam("d_t2"),
-            "d_t1": adam("d_t1"),
-        }
+        self.network_optimizers = adam_optimizers(self.config, self.schedule, mixed_precision)
         super().compile(**compile_kwargs)
         # Build the optimizers and pools now, so BackupAndRestore can restore into them.
         for name, networks in self._trained_networks().items():
@@ -305,12 +289,14 @@ class CycleGAN(keras.Model):
         fake_t1, same_t1 = _translate(self.generator_f, real_t2, real_t1, identity, training)
         cycled_t1 = self.generator_f(self._with_cycle_noise(fake_t2, training), training=training)
         cycled_t2 = self.generator_g(self._with_cycle_noise(fake_t1, training), training=training)
-        real_logits_t2, pooled_logits_t2, fake_logits_t2 = self._discriminator_logits(
-            self.discriminator_t2, self.pool_t2, real_t2, fake_t2, training
-        )
-        real_logits_t1, pooled_logits_t1, fake_logits_t1 = self._discriminator_logits(
-            self.discriminator_t1, self.pool_t1, real_t1, fake_t1, training
-        )
+        real_logits_t2, pooled_logits_t2, fake_logits_t2 = discriminator_logits(
+            self.discriminator_t2, self.pool_t2 if self.config.pool_size else None, real_t2,
+            fake_t2, training,
+        )  # fmt: skip
+        real_logits_t1, pooled_logits_t1, fake_logits_t1 = discriminator_logits(
+            self.discriminator_t1, self.pool_t1 if self.config.pool_size else None, real_t1,
+            fake_t1, training,
+        )  # fmt: skip
 
         loss = self.loss_functions
         cycle = loss.cycle(real_t1, cycled_t1) + loss.cycle(real_t2, cycled_t2)
@@ -330,24 +316,6 @@ class CycleGAN(keras.Model):
             "cycle": cycle,
             "identity": identity_g + identity_f,
         }
-
-    def _discriminator_logits(self, discriminator, pool, real, fake, training: bool):
-        """Discriminator logits for real images, pooled fakes (its own loss) and fresh fakes
-        (the generator's loss). Without a pool the pooled fakes are the fresh ones, so they
-        are judged once: exactly the tutorial's arithmetic. With one, the fresh fakes get a
-        call of their own: the generators' gradients then pass back through the
-        discriminator on those images alone (8 % less work per `course` step)."""
-        batch = tf.shape(real)[0]
-        if not (training and self.config.pool_size):
-            real_logits, fake_logits = tf.split(
-                discriminator(tf.concat([real, fake], 0), training=training), [batch, batch]
-            )
-            return real_logits, fake_logits, fake_logits
-        pooled = tf.stop_gradient(pool(fake))
-        real_logits, pooled_logits = tf.split(
-            discriminator(tf.concat([real, pooled], 0), training=training), [batch, batch]
-        )
-        return real_logits, pooled_logits, discriminator(fake, training=training)
 
     def _with_cycle_noise(self, fake: tf.Tensor, training: bool) -> tf.Tensor:
         """Noise on a fake before the way back, so no invisible signal survives the cycle.
@@ -388,6 +356,53 @@ class CycleGAN(keras.Model):
             # lack (keras-team/keras#20585): give each one, reduced back to a scalar.
             results = {name: tf.reshape(value, [1]) for name, value in results.items()}
         return results
+
+
+def adam_optimizers(
+    config: TrainingConfig, schedule: ConstantThenLinearDecay, mixed_precision: bool
+) -> dict[str, keras.optimizers.Optimizer]:
+    """One Adam per network (beta_1 0.5) on the schedule; the generators' keep a weight
+    average with `generator_average`; loss-scaled where the policy computes in float16."""
+
+    def adam(name: str, average: float = 0.0) -> keras.optimizers.Optimizer:
+        optimizer = keras.optimizers.Adam(
+            schedule,
+            beta_1=config.beta_1,
+            use_ema=average > 0,
+            ema_momentum=average or 0.99,
+            name=f"adam_{name}",
+        )
+        return loss_scaled(optimizer) if mixed_precision else optimizer
+
+    average = config.generator_average
+    return {
+        "g": adam("g", average),
+        "f": adam("f", average),
+        "d_t2": adam("d_t2"),
+        "d_t1": adam("d_t1"),
+    }
+
+
+def discriminator_logits(
+    discriminator: keras.Model, pool: ImagePool | None, real: tf.Tensor, fake: tf.Tensor,
+    training: bool,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:  # fmt: skip
+    """Discriminator logits for real images, pooled fakes (its own loss) and fresh fakes
+    (the generator's loss). Without a pool (None) the pooled fakes are the fresh ones, so
+    they are judged once: exactly the tutorial's arithmetic. With one, the fresh fakes get a
+    call of their own: the generators' gradients then pass back through the discriminator
+    on those images alone (8 % less work per `course` step)."""
+    batch = tf.shape(real)[0]
+    if not (training and pool is not None):
+        real_logits, fake_logits = tf.split(
+            discriminator(tf.concat([real, fake], 0), training=training), [batch, batch]
+        )
+        return real_logits, fake_logits, fake_logits
+    pooled = tf.stop_gradient(pool(fake))
+    real_logits, pooled_logits = tf.split(
+        discriminator(tf.concat([real, pooled], 0), training=training), [batch, batch]
+    )
+    return real_logits, pooled_logits, discriminator(fake, training=training)
 
 
 def across_workers(strategy: tf.distribute.Strategy) -> bool:

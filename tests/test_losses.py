@@ -104,7 +104,7 @@ def test_the_fresh_fakes_judged_apart_score_as_judged_together() -> None:
     pooled = pool(fake).numpy()
     for variable, value in zip(pool.variables, state, strict=True):
         variable.assign(value)
-    judged = model._discriminator_logits(discriminator, pool, real, fake, training=True)
+    judged = training.discriminator_logits(discriminator, pool, real, fake, training=True)
     together = discriminator(np.concatenate([real, pooled, fake]), training=True).numpy()
     for part, expected in zip(judged, np.split(together, 3), strict=True):
         np.testing.assert_allclose(part, expected, rtol=1e-5, atol=1e-6)
