@@ -42,6 +42,7 @@ def test_cycle_chains_generators_as_training_does(course) -> None:
     assert np.corrcoef(there[head], slices[0].image[head])[0, 1] < -0.9
 
 
+@pytest.mark.slow  # long: not in `make check`
 def test_course_report_scores_the_cycle_against_input_and_stored_slice(course) -> None:
     dataset, split = course
     report = evaluation.course_report(
@@ -100,6 +101,7 @@ def test_partners_are_found_only_where_the_anatomy_lines_up() -> None:
     assert mh.find_partners(shuffled) == {}  # other levels: no partner is clearly best
 
 
+@pytest.mark.slow  # long: not in `make check`
 def test_the_course_report_scores_translations_against_partners(course) -> None:
     dataset, split = course
     report = evaluation.course_report(negation(), negation(), dataset, split, SIZE, None)
@@ -115,6 +117,7 @@ def test_the_course_report_scores_translations_against_partners(course) -> None:
     )
 
 
+@pytest.mark.slow  # long: not in `make check`
 def test_every_evaluation_reports_the_brain_on_its_own(course) -> None:
     """The brain region is scored apart from the head's thin layers and the background: on
     the phantom against the phantom's brain mask, on the course data inside the partner's."""

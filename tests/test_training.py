@@ -495,6 +495,7 @@ class _Clock:
         return self.now
 
 
+@pytest.mark.slow  # long: not in `make check`
 def test_time_budget_shortens_the_run_and_its_decay(tmp_path) -> None:
     epochs, steps = 8, 2
     model = build(epochs=epochs, steps=steps)

@@ -943,6 +943,7 @@ def test_a_volume_is_scaled_to_the_head_levels_its_model_recorded(exports, tmp_p
     assert not (tmp_path / "out2").exists()
 
 
+@pytest.mark.slow  # long: not in `make check`
 def test_the_phantom_head_through_a_model_keeps_the_mni152_geometry(tmp_path: Path) -> None:
     """The phantom's T1 volume (MNI152 grid, code 4) through an export at the course's 224 px
     lies on the same grid, each synthetic voxel where its input voxel was."""
