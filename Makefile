@@ -33,8 +33,8 @@ test: install
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
-# For contributors, a few minutes: what `make test` runs but the notebooks, the batch runs and
-# the tests that start other processes (marked `slow`).
+# For contributors, about three minutes: what `make test` runs but the notebooks and the tests
+# marked `slow` (batch runs, long trainings, processes killed or several workers).
 check: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -15,7 +15,7 @@ memory and thread pools do not leak between them):
    bit-identical runs; head_start (and head_start_float32): the generators' head start;
 5. translate: the exported generator's inference (copies averaged, calibrated as the course
    exports it), slices per second through the whole translate path; volume: a whole phantom
-   head through `volumes.translate_volume` with such an export, axial slices per second, at
+   head through `scans.translate_volume` with such an export, axial slices per second, at
    "auto" (volume) and in float32 (volume_float32);
    pipeline: the input pipeline's images per second.
 
@@ -41,6 +41,8 @@ from typing import Any
 import numpy as np
 
 from mri_helpers._tf import keras, tf
+
+from .precision import use_mixed_precision
 
 # Through fit(); "float32" items run with MIXED_PRECISION off, the others at "auto".
 FIT_ITEMS = ("project", "project_float32", "course", "course_float32", "course_reproducible")
@@ -249,7 +251,7 @@ def _measure_fit(
 
     if seeded:
         set_seed(0, one_op_at_a_time)  # first, as notebook 04 does: it decides how ops run
-    precision.use_mixed_precision(precision)
+    use_mixed_precision(precision)
     if profile == "tutorial":
         size, batch, g_name, d_name = 256, 1, "tutorial", "tutorial"
         # The tutorial has no history pool; without one the step is the tutorial's arithmetic.
@@ -325,7 +327,7 @@ def _measure_head_start(steps: int, precision: str) -> dict[str, Any]:
     from mri_helpers.processing import Cleaning, holdout_split
 
     set_seed(0)
-    precision.use_mixed_precision(precision)
+    use_mixed_precision(precision)
     p = profiles.load_profile("course")
     size, batch = p["IMAGE_SIZE"], p["BATCH_SIZE"]
     config = training.TrainingConfig(epochs=1, steps_per_epoch=1, **course_settings(p))
@@ -341,15 +343,16 @@ def _measure_head_start(steps: int, precision: str) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (46, size, size, 1)).astype(np.float32)
 
-    def head_start(count: int) -> float:
+    def warm_start_seconds(count: int) -> float:
         start = time.perf_counter()
         head_start.warm_start(generator, images, images, count, batch)
         return time.perf_counter() - start
 
     # Each call traces its step anew; the fastest of two calls of each length, so that a
     # slow trace under load does not pass for training time.
-    short = min(head_start(2), head_start(2))
-    seconds = (min(head_start(2 + steps), head_start(2 + steps)) - short) / steps
+    short = min(warm_start_seconds(2), warm_start_seconds(2))
+    longer = min(warm_start_seconds(2 + steps), warm_start_seconds(2 + steps))
+    seconds = (longer - short) / steps
     return {
         "seconds_per_step": seconds,
         "flops_per_step": 3 * forward_flops(generator) * batch,
@@ -382,7 +385,7 @@ def _course_export(folder: Path) -> Path:
 
 
 def _measure_volume(steps: int, mixed_precision: str) -> dict[str, Any]:
-    """`volumes.translate_volume` on the phantom's whole T1 head (197 x 233 x 189 voxels) with
+    """`scans.translate_volume` on the phantom's whole T1 head (197 x 233 x 189 voxels) with
     a `course` export, the network at `mixed_precision`: axial slices per second,
     reorientation and rescaling included."""
     import tempfile
@@ -390,13 +393,13 @@ def _measure_volume(steps: int, mixed_precision: str) -> dict[str, Any]:
     from mri_helpers import export
     from mri_helpers.phantom import make_phantom_volumes
 
-    from . import scans as volumes
+    from . import scans
 
     head = make_phantom_volumes().t1
     data, affine = np.asarray(head.dataobj, np.float32), head.affine
     with tempfile.TemporaryDirectory() as folder:
         generator, config = export.load_generator(_course_export(Path(folder)))
-    translate_volume = partial(volumes.translate_volume, mixed_precision=mixed_precision)
+    translate_volume = partial(scans.translate_volume, mixed_precision=mixed_precision)
     translate_volume(generator, config, data[:, :, 80:96], affine)  # warm up
     record = {}
 

@@ -19,7 +19,7 @@ from mri_helpers.evaluation import course_report, format_score, mean_metrics, ph
 from mri_helpers.export import DIRECTIONS, cleaning_of, load_generator
 from mri_helpers.processing import Split, brain_region, head_mask, holdout_split
 
-from . import scans as volumes
+from . import scans
 from .scans import HEAD_PERCENTILE
 
 
@@ -163,7 +163,7 @@ def evaluate_volume(
     and the slices outside it.
 
     Both volumes are brought to the grey scale the model was trained on by their own robust
-    scaling (`volumes.robust_scaling`), so no figure depends on a scanner's units; then each
+    scaling (`scans.robust_scaling`), so no figure depends on a scanner's units; then each
     candidate (the model, each baseline) gets one gain that matches its head's 95th percentile
     to the truth's (recorded as `gains`), as a reader sets the window. SSIM is the mean
     over the axial slices that hold head, inside the true volume's head and inside its brain
@@ -173,7 +173,7 @@ def evaluate_volume(
     """
     generator, config = load_generator(models_dir, direction)
     scan_volume, true_volume = _paired_volumes(scan, truth, series, truth_series)
-    synthetic, _, record = volumes.translate_volume(
+    synthetic, _, record = scans.translate_volume(
         generator, config, scan_volume.voxels(), scan_volume.affine,
         mixed_precision=mixed_precision,
     )  # fmt: skip
@@ -198,8 +198,8 @@ def evaluate_volume(
 
 def _paired_volumes(scan, truth, series: str | None, truth_series: str | None) -> tuple:
     """The scan and its true volume, which must lie on the same voxel grid."""
-    scan_volume = volumes.collect_scans([scan], series)[0]
-    true_volume = volumes.collect_scans([truth], truth_series)[0]
+    scan_volume = scans.collect_scans([scan], series)[0]
+    true_volume = scans.collect_scans([truth], truth_series)[0]
     if scan_volume.shape != true_volume.shape or not np.allclose(
         scan_volume.affine, true_volume.affine, atol=1e-3
     ):
@@ -217,15 +217,15 @@ def _axial_on_model_scale(
     """The synthetic, true and input volumes as axial slices (model frame) on the grey scale
     the model was trained on, and each slice's scanner height ("heights")."""
     source, target = DIRECTIONS[direction]
-    levels = volumes.model_head_levels(config)
+    levels = scans.model_head_levels(config)
 
     def on_model_scale(data: np.ndarray, contrast: str, name) -> np.ndarray:
-        scaling, _, _ = volumes.robust_scaling(data, contrast, name, levels[contrast])
+        scaling, _, _ = scans.robust_scaling(data, contrast, name, levels[contrast])
         return np.clip(scaling.apply(data), 0, 255)
 
     true_scaled = on_model_scale(true_volume.voxels(), target, true_volume.source)
     input_scaled = on_model_scale(scan_volume.voxels(), source, scan_volume.source)
-    axial = volumes.reorientation(scan_volume.affine, scan_volume.shape, "AR")
+    axial = scans.reorientation(scan_volume.affine, scan_volume.shape, "AR")
     slices = {
         name: axial.apply(volume)
         for name, volume in (("model", synthetic), ("truth", true_scaled), ("input", input_scaled))
@@ -248,7 +248,7 @@ class _ScoredSlices:
 
     @classmethod
     def of(cls, slices: dict[str, np.ndarray], truth) -> _ScoredSlices:
-        head = volumes.head_mask_3d(slices["truth"])
+        head = scans.head_mask_3d(slices["truth"])
         values = slices["truth"][head]
         kept = cls([], [], [], [], {"model": [], "inversion": [], "quantile": []}, {})
         for k in np.flatnonzero(head.any(axis=(1, 2))):

@@ -1,5 +1,5 @@
 """`mri-course translate` for PNG slices: each file translated with an exported generator and
-written back at its own size and type, beside nothing it could replace (volumes: `scans`)."""
+written back as an 8-bit PNG at its own size, replacing no input (volumes: `scans`)."""
 
 from __future__ import annotations
 

@@ -548,16 +548,18 @@ def _finished_run_parameters(run_dir: Path) -> dict[str, Any]:
 
 def _write_all_or_nothing(files: list[tuple[Path, bytes]]) -> None:
     """Write every (path, content) whole, or none of them (`fileio.replacing_all`)."""
+    failed = files[0][0]
     try:
         for path, _ in files:
+            failed = path
             path.parent.mkdir(parents=True, exist_ok=True)
         with fileio.replacing_all(path for path, _ in files) as partials:
             for path, content in files:
+                failed = path
                 partials[path].write_bytes(content)
     except OSError as error:
         raise CourseRunError(
-            f"cannot write {error.filename or files[0][0]} ({error.strerror}); nothing was "
-            "published."
+            f"cannot write {failed} ({error.strerror}); nothing was published."
         ) from None
 
 

@@ -139,14 +139,15 @@ def replacing(target: str | os.PathLike) -> Iterator[Path]:
     error, the file is flushed to disk and renamed over `target` (a rename within one folder
     never leaves half a file); on an error it is removed and `target` left as it was."""
     target = Path(target)
+    ending = "".join(target.suffixes[-2:])[-16:]  # .nii.gz, .keras: short, whatever the name
     handle, name = tempfile.mkstemp(
-        prefix=f".{target.name[:40]}.", suffix=f".partial{''.join(target.suffixes[-2:])}",
-        dir=target.parent,
-    )  # fmt: skip
+        prefix=f".{target.name[:40]}.", suffix=f".partial{ending}", dir=target.parent
+    )
     os.close(handle)
     partial = Path(name)
     try:
         yield partial
+        os.chmod(partial, _new_file_mode(target))  # mkstemp's files are private (0600)
         with partial.open("rb+") as written:
             os.fsync(written.fileno())
         os.replace(partial, target)
@@ -154,13 +155,25 @@ def replacing(target: str | os.PathLike) -> Iterator[Path]:
         partial.unlink(missing_ok=True)
 
 
+def _new_file_mode(target: Path) -> int:
+    """The mode `target` has, or a new file would get from `open` (0666 less the umask)."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        mask = os.umask(0)  # read it: os.umask only reads by setting
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
 @contextlib.contextmanager
 def replacing_all(targets: Iterable[str | os.PathLike]) -> Iterator[dict[Path, Path]]:
     """`replacing` for several files: {target: its temporary path}; when the block ends
-    without an error they are all renamed into place, on an error all removed and every
-    target left as it was."""
-    with contextlib.ExitStack() as stack:
-        yield {Path(t): stack.enter_context(replacing(t)) for t in targets}
+    without an error they are all renamed into place, in order; on an error in the block
+    all are removed and every target left as it was."""
+    targets = [Path(t) for t in targets]
+    with contextlib.ExitStack() as stack:  # exits run last first: enter the last first
+        partials = {t: stack.enter_context(replacing(t)) for t in reversed(targets)}
+        yield {t: partials[t] for t in targets}
 
 
 def write_text(target: str | os.PathLike, text: str) -> Path:

@@ -23,7 +23,7 @@ tf.config.set_logical_device_configuration(
 )
 
 import mri_helpers as mh  # noqa: E402
-from mri_helpers import models, training  # noqa: E402
+from mri_helpers import head_start, models, training  # noqa: E402
 
 SIZE = 32
 G = models.GeneratorConfig((8, 16, 32), dropout_blocks=0)
@@ -72,13 +72,13 @@ def lesson(folder: str) -> None:
     phantom = mh.load_dataset("phantom", num_slices=10)
     split = processing.holdout_split(phantom, 0.3, seed=0)
     cleaning = processing.Cleaning()
-    head_start = (phantom, split, SIZE, cleaning, 6, 4, 3)  # steps, global batch, seed
+    warm = (phantom, split, SIZE, cleaning, 6, 4, 3)  # steps, global batch, seed
 
     alone = build()
-    alone_losses = head_start.warm_start_generators(alone, *head_start)
+    alone_losses = head_start.warm_start_generators(alone, *warm)
     with mirrored.scope():
         model = build()
-    losses = head_start.warm_start_generators(model, *head_start)
+    losses = head_start.warm_start_generators(model, *warm)
     generators = [model.generator_g, model.generator_f]
     alone_generators = [alone.generator_g, alone.generator_f]
     print("head_start_loss_difference", max(abs(losses[d] - alone_losses[d]) for d in losses))

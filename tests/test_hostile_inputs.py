@@ -702,11 +702,14 @@ def test_bench_refuses_an_unusable_out_before_measuring(tmp_path, capsys, monkey
 # --- evaluate ------------------------------------------------------------------------------
 @pytest.fixture
 def no_evaluation_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Scoring held-out slices counts as evaluation work."""
+    """Scoring held-out slices counts as evaluation work (the command's own names, which
+    `mri_course.evaluate` imports, and the lessons' module's)."""
+    from mri_course import evaluate
     from mri_helpers import evaluation
 
-    for name in ("course_report", "phantom_report"):
-        monkeypatch.setattr(evaluation, name, _guard(f"evaluation.{name}"))
+    for module in (evaluate, evaluation):
+        for name in ("course_report", "phantom_report"):
+            monkeypatch.setattr(module, name, _guard(f"evaluation.{name}"))
 
 
 @pytest.mark.parametrize("where", ["missing-folder", "existing-folder", "under-a-file"])

@@ -234,12 +234,13 @@ def test_a_strategy_across_machines_made_too_late_is_a_clear_error() -> None:
     """MultiWorkerMirroredStrategy must come before TensorFlow runs anything (lesson 04 makes
     it first); made later, the error says so instead of TensorFlow's."""
     program = (
-        "from mri_helpers import training\n"
+        "from mri_course import distribution\n"
         "from mri_helpers._tf import tf\n"
+        "from mri_helpers.errors import CourseError\n"
         "tf.constant(1.0) + 1\n"
         "try:\n"
         "    distribution.distribution_strategy()\n"
-        "except training.CourseError as error:\n"
+        "except CourseError as error:\n"
         "    print(error)\n"
     )
     port = free_ports(2)

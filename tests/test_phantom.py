@@ -443,7 +443,7 @@ def test_slices_are_exact_1mm_crops_of_the_volume_planes(
 def test_volume_reslicing_gives_the_slices_the_model_was_trained_on(
     default: PhantomSlices, volumes: PhantomVolumes, tmp_path: Path
 ) -> None:
-    """Read back as a scan, the phantom's T1 volume is cut by `mri_helpers.volumes` into the
+    """Read back as a scan, the phantom's T1 volume is cut by `mri_course.scans` into the
     axial planes a course model expects (1 mm, rows posterior -> anterior, columns left ->
     right): the planes on its model grid are make_phantom's slices, up to the frame's crop."""
     from mri_course import scans as volume_io

@@ -288,7 +288,7 @@ def test_a_second_run_into_the_same_folder_is_refused_until_the_first_dies(
     )
     out = tmp_path / "run"
     program = (
-        "import sys; from pathlib import Path; from mri_helpers import runner\n"
+        "import sys; from pathlib import Path; from mri_course import runner\n"
         "runner.run_course('smoke', 'phantom', sys.argv[1], notebooks_dir=Path(sys.argv[2]))"
     )
     first = subprocess.Popen(

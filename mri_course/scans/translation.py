@@ -54,7 +54,7 @@ from .reading import (
 
 BATCH_SIZE = 16  # axial slices per network call (times the export's copies inside it)
 MAX_IN_PLANE = 1024  # model pixels a side of the whole field of view: 1 m at 1 mm pixels
-MIN_IN_PLANE = 32  # model pixels a side: data.MIN_SIDE, less is no axial view of a head
+MIN_IN_PLANE = 32  # model pixels a side: datafiles.MIN_SIDE, less is no axial view of a head
 
 
 # --- a plan per volume: every check before any work ------------------------------------------
