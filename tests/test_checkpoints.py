@@ -550,3 +550,39 @@ def test_processes_killed_while_writing_checkpoints_resume(tmp_path, capsys) -> 
             assert_fresh(model, before, pause)
         assert "damaged" not in printed, (pause, printed)
         assert not list(backup.glob(".*.partial*")), pause
+
+
+# --- fileio.replacing_all: the helper every "whole or not at all" write uses ----------------
+def test_files_written_whole_get_a_plain_files_mode_in_order_or_none_at_all(tmp_path) -> None:
+    """New files get what a plain write would give (0666 less the umask, not mkstemp's 0600),
+    an existing file keeps its mode, all are renamed in the order given, and an error while
+    writing leaves every target as it was and no temporary file behind."""
+    first, second = tmp_path / "a.json", tmp_path / "b.nii.gz"
+    second.write_text("old")
+    second.chmod(0o640)
+    order = []
+    real_replace = os.replace
+
+    def noted(source, target):
+        order.append(Path(target).name)
+        real_replace(source, target)
+
+    mask = os.umask(0o022)
+    try:
+        with pytest.MonkeyPatch.context() as patched:
+            patched.setattr(os, "replace", noted)
+            with fileio.replacing_all([first, second]) as partials:
+                for target, partial in partials.items():
+                    assert partial.parent == tmp_path and partial.name.endswith(
+                        "".join(target.suffixes)
+                    )
+                    partial.write_text(target.name)
+    finally:
+        os.umask(mask)
+    assert order == ["a.json", "b.nii.gz"]
+    assert (first.stat().st_mode & 0o777, second.stat().st_mode & 0o777) == (0o644, 0o640)
+    with pytest.raises(RuntimeError), fileio.replacing_all([first, second]) as partials:
+        partials[first].write_text("new")
+        raise RuntimeError("the second write fails")
+    assert (first.read_text(), second.read_text()) == ("a.json", "b.nii.gz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.nii.gz"]
