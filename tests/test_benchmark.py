@@ -123,3 +123,14 @@ def test_items_report_what_the_table_needs(tmp_path) -> None:
     assert "20.0 min (mixed_bfloat16), 30.0 min (float32)" in table
     assert "volume translation: 21 axial slices/s (mixed_bfloat16), 18 (float32)" in table
     json.dumps(results)
+
+
+@pytest.mark.slow  # two items, each in a process of its own
+@pytest.mark.parametrize("item", ["course", "head_start"])
+def test_the_training_items_run_as_the_benchmark_runs_them(item: str) -> None:
+    """A fit item and a head-start item, each in a fresh interpreter as `mri-course bench`
+    runs them: each reports its step time, work and precision."""
+    row = benchmark._run_item(item, 1)
+    assert row["images_per_step"] > 0 and row["flops_per_step"] > 0
+    assert row["precision"] in ("float32", "mixed_bfloat16", "mixed_float16")
+    assert row["peak_memory_mib"] > 0
