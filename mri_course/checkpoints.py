@@ -23,6 +23,7 @@ from mri_helpers.training import across_workers
 from .cluster import cluster_workers
 
 CONFIGURATION_FILE = "configuration.json"  # in RUN_DIR/backup: what made the checkpoint
+FINISHED_FILE = "training.json"  # in RUN_DIR: the settings and epochs of a finished training
 
 
 def resume_or_start(
@@ -34,9 +35,9 @@ def resume_or_start(
     A checkpoint records the `configuration` that made it. A run with the same configuration
     resumes; one with another is refused before any training, naming each change, unless
     `restart`: then the old checkpoint is deleted. A fresh start also removes the history,
-    quality log, samples and TensorBoard logs a finished run left, so the new run's files are
-    its own (its exports replace the old ones as they are written); only the damaged
-    checkpoints BackupAndRestore set aside stay, unless `restart`.
+    quality log, samples, TensorBoard logs and record of a finished training that a finished
+    run left, so the new run's files are its own (its exports replace the old ones as they are
+    written); only the damaged checkpoints BackupAndRestore set aside stay, unless `restart`.
     """
     run_dir = Path(run_dir)
     backup = run_dir / "backup"
@@ -61,11 +62,51 @@ def resume_or_start(
         shutil.rmtree(folder, ignore_errors=True)
     (run_dir / "history.csv").unlink(missing_ok=True)
     (run_dir / "quality.csv").unlink(missing_ok=True)
+    (run_dir / FINISHED_FILE).unlink(missing_ok=True)
     backup.mkdir(parents=True, exist_ok=True)
     fileio.write_text(
         backup / CONFIGURATION_FILE, json.dumps(configuration, indent=2, sort_keys=True)
     )
     return False
+
+
+def finished_epochs(run_dir: str | os.PathLike, configuration: dict[str, Any]) -> int | None:
+    """The epochs of the finished training in `run_dir` made with `configuration`, or None when
+    there is none: no record, other settings, or exports that are not that training's last."""
+    run_dir = Path(run_dir)
+    try:
+        record = json.loads((run_dir / FINISHED_FILE).read_text())
+        exported = [
+            json.loads((run_dir / "models" / direction / "model.json").read_text())["epoch"]
+            for direction in ("t1-to-t2", "t2-to-t1")
+        ]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    configuration = json.loads(json.dumps(configuration, default=str))  # as it is stored
+    if not isinstance(record, dict) or record.get("configuration") != configuration:
+        return None
+    epochs = record.get("epochs")
+    return epochs if isinstance(epochs, int) and exported == [epochs, epochs] else None
+
+
+class TrainingFinished(keras.callbacks.Callback):
+    """Record, when training ends, its settings and epochs in `run_dir`/training.json, so that
+    running lesson 04 again (or `mri-course run --resume` after a later cell failed) uses the
+    finished model instead of training again. Place it after the final export."""
+
+    def __init__(self, run_dir: str | os.PathLike, configuration: dict[str, Any]):
+        super().__init__()
+        self.path = Path(run_dir) / FINISHED_FILE
+        self.configuration = json.loads(json.dumps(configuration, default=str))
+        self.epochs = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs = epoch + 1
+
+    def on_train_end(self, logs=None):
+        if self.epochs:  # a fit that trained no epoch has nothing to record
+            record = {"epochs": self.epochs, "configuration": self.configuration}
+            fileio.write_text(self.path, json.dumps(record, indent=2, sort_keys=True))
 
 
 def _clear_backup(backup: Path, keep_damaged: bool) -> None:

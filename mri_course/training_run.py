@@ -3,7 +3,9 @@ folder this process writes, the precision, resuming a checkpoint, and the callba
 run its checkpoints, time budget, TensorBoard logs, samples, exports and progress line.
 
 The lesson writes the step and its losses; this module is the plumbing of a long or large run
-("Running at scale" at the end of lesson 04 lists what each part does).
+("Running at scale" at the end of lesson 04 lists what each part does), and the decision
+whether to train at all: a finished training of the same settings, or the published model when
+there is no run, is studied as it is (`plan_training`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mri_helpers import evaluation
+from mri_helpers import calibration, evaluation, export, test_time
 from mri_helpers._tf import keras, tf
 from mri_helpers.lessons import EarlierLessons
 
@@ -55,6 +57,66 @@ def export_record(earlier: EarlierLessons, training_seed: int) -> dict[str, Any]
         "head_levels": head_levels(earlier.slices("t1", "train") + earlier.slices("t2", "train")),
         "cleaning": vars(earlier.cleaning),
     }
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """What lesson 04 does about training, and where the model it studies is."""
+
+    action: str  # "train" afresh, "resume" an interrupted training, or "use" a finished model
+    models: str  # the models folder the evaluation, export and whole-scan sections use
+    epochs: int | None  # the epochs of the model used ("use"), else None
+    message: str  # one line for the learner
+    trained_in: str | None  # the run folder with its history and samples (None: published)
+
+    @property
+    def trains(self) -> bool:
+        return self.action != "use"
+
+
+def plan_training(
+    run: TrainingRun, earlier: EarlierLessons, parameters: Mapping[str, Any]
+) -> TrainingPlan:
+    """Train, resume or use: a finished training of these settings in the run folder is used
+    as it is, and so is the published model when the run folder holds no run of lessons 01-03;
+    an interrupted training resumes; a checkpoint of other settings is refused. `RESTART`
+    trains anew in every case."""
+    restart = bool(parameters["RESTART"])
+    models = os.path.join(run.folder, "models")
+    if earlier.published is not None and not restart:
+        record = export.read_export_config(earlier.published / "t1-to-t2" / "model.json")
+        return TrainingPlan(
+            "use", str(earlier.published), record.get("epoch"),
+            f"no run of lessons 01-03 in {earlier.run_dir}: studying the published model "
+            f"({record.get('epoch')} epochs on the {record.get('trained_on')} data) without "
+            "training; run lessons 01-03 first, or set RESTART = True, to train your own",
+            None,
+        )  # fmt: skip
+    configuration = earlier.configuration(parameters)
+    finished = checkpoints.finished_epochs(run.folder, configuration)
+    if finished is not None and not restart:
+        return TrainingPlan(
+            "use", models, finished,
+            f"training skipped: {run.folder} holds a finished training of these settings "
+            f"({finished} epochs); RESTART = True trains anew",
+            run.folder,
+        )  # fmt: skip
+    if resume_or_start(run.folder, configuration, restart=restart):
+        backup = os.path.join(run.folder, "backup")
+        message = f"resuming from the checkpoint in {backup}"
+        return TrainingPlan("resume", models, None, message, run.folder)
+    return TrainingPlan("train", models, None, "training, after the head start", run.folder)
+
+
+def exported_networks(models_dir: str | os.PathLike) -> tuple[keras.Model, keras.Model]:
+    """The two generators' networks of an export (T1 -> T2, T2 -> T1), without the averaging
+    over copies and the calibration the export wraps around them."""
+    return tuple(
+        test_time.without_copies(
+            calibration.without_calibration(export.load_generator(models_dir, direction)[0])
+        )
+        for direction in ("t1-to-t2", "t2-to-t1")
+    )
 
 
 def callbacks(
@@ -99,5 +161,7 @@ def callbacks(
         ),
         keras.callbacks.CSVLogger(os.path.join(folder, "history.csv"), append=True),
         run_callbacks.ProgressLog(),  # one line per epoch: losses, time so far, time left
+        # last, after the final export: running the lesson again uses it instead of training
+        checkpoints.TrainingFinished(folder, earlier.configuration(p)),
     ]
     return chain, budget

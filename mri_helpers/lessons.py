@@ -3,7 +3,8 @@
 Every lesson starts with a parameters cell of plain values; `parameters(globals())` checks them
 and fills those left at None from the profile. `earlier_lessons(RUN_DIR)` gives a lesson what the
 earlier lessons of the same run set up, read from their manifests (`mri_helpers.manifest`):
-the data (01), the held-out split, cleaning and image size (02), and the networks (03).
+the data (01), the held-out split, cleaning and image size (02), and the networks (03). Without
+a run of those lessons, an exported model's `model.json` (the published one) can stand in.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import numpy as np
 
 from . import manifest, profiles
 from .data import MRIDataset, Slice, load_dataset
+from .datafiles import AUTO, PHANTOM
 from .errors import MissingManifestError
-from .processing import Cleaning, Split, prepare, select, training_pipeline
+from .processing import Cleaning, Split, holdout_split, prepare, select, training_pipeline
 
 
 class Parameters(dict):
@@ -53,6 +55,7 @@ class EarlierLessons:
 
     run_dir: Path
     manifests: dict[str, dict[str, Any]]
+    published: Path | None = None  # the export whose model.json stood in for lessons 01-03
     _images: dict[tuple[str, str], np.ndarray] = field(default_factory=dict, repr=False)
 
     def _manifest(self, name: str) -> dict[str, Any]:
@@ -106,8 +109,10 @@ class EarlierLessons:
 
     def configuration(self, parameters: Mapping[str, Any]) -> dict[str, Any]:
         """What a training checkpoint must match to be resumed: every parameter but the run
-        folder and RESTART, with the data and held-out split of lessons 01 and 02."""
-        settings = {k: v for k, v in parameters.items() if k not in ("RUN_DIR", "RESTART")}
+        folder, RESTART and the published model, with the data and held-out split of lessons 01
+        and 02."""
+        ignored = ("RUN_DIR", "RESTART", "PUBLISHED_MODEL")
+        settings = {k: v for k, v in parameters.items() if k not in ignored}
         data = self._manifest("01_data")
         return {
             **settings,
@@ -138,8 +143,14 @@ class EarlierLessons:
         )
 
 
-def earlier_lessons(run_dir: str | os.PathLike) -> EarlierLessons:
-    """What the earlier lessons wrote into `run_dir` (each manifest that exists)."""
+def earlier_lessons(
+    run_dir: str | os.PathLike, published: str | os.PathLike | None = None
+) -> EarlierLessons:
+    """What the earlier lessons wrote into `run_dir` (each manifest that exists).
+
+    `published`: a models folder (the course's `published/`); when `run_dir` holds no run of
+    lesson 01, that model's record of its data, split, cleaning and networks stands in.
+    """
     run_dir = Path(run_dir)
     names = ("01_data", "02_processing", "03_models")
     found = {
@@ -148,5 +159,46 @@ def earlier_lessons(run_dir: str | os.PathLike) -> EarlierLessons:
         if (run_dir / f"{name}.json").is_file()
     }
     if "01_data" not in found:
+        if published is not None and (Path(published) / "t1-to-t2").is_dir():
+            return lessons_of_export(run_dir, published)
         manifest.read(run_dir, "01_data")  # raises, saying which lesson to run first
     return EarlierLessons(run_dir, found)
+
+
+def lessons_of_export(run_dir: str | os.PathLike, models_dir: str | os.PathLike) -> EarlierLessons:
+    """Lessons 01-03's choices as an export's `model.json` records them, checked against the
+    data found here: its held-out slices must be those the model was trained without.
+
+    The batch size and the discriminator, which an export does not record, are the `course`
+    profile's: `mri-course publish` publishes only runs of that profile.
+    """
+    from .export import read_export_config  # TensorFlow, only when a model is used
+
+    models_dir = Path(models_dir)
+    record = read_export_config(models_dir / "t1-to-t2" / "model.json")
+    data = PHANTOM if record.get("trained_on") == PHANTOM else AUTO
+    dataset = load_dataset(data, num_slices=record.get("num_phantom_slices", 48))
+    split = holdout_split(dataset, record.get("holdout_fraction", 0.1), record.get("seed", 0))
+    if dataset.kind != record.get("trained_on") or split.test != record.get("held_out"):
+        raise MissingManifestError(
+            f"the model in {models_dir} was trained on the {record.get('trained_on')} data, and "
+            f"the {dataset.kind} data found here is not that data (other slices would be held "
+            "out). Put the course zip into data/ (or set MRI_DATA), or run lessons 01 to 03 "
+            "first with this RUN_DIR."
+        )
+    course = profiles.load_profile("course")
+    manifests = {
+        "01_data": {"data": data, "num_phantom_slices": record.get("num_phantom_slices", 48)},
+        "02_processing": {
+            "split": {"train": split.train, "test": split.test},
+            "cleaning": record.get("cleaning") or {"denoise": False, "mask_background": False},
+            "image_size": record["image_size"],
+            "batch_size": course["BATCH_SIZE"],
+            "seed": record.get("seed", 0),
+            "holdout_fraction": record.get("holdout_fraction", 0.1),
+        },
+        "03_models": {"generator": record["generator"], "discriminator": course["DISCRIMINATOR"]},
+    }
+    lessons = EarlierLessons(Path(run_dir), manifests, published=models_dir)
+    lessons.__dict__["dataset"] = dataset  # the cached property, already loaded
+    return lessons

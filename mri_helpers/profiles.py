@@ -121,7 +121,8 @@ SPECS: dict[str, Spec] = {
     "TIME_BUDGET_MINUTES": Spec(float, "minutes lesson 04 may train; 0: off, all EPOCHS", 0, 1e4),
     "MIXED_PRECISION": Spec(str, "16-bit compute (GPU, bf16 CPU)", choices=("auto", "on", "off")),
     "REPRODUCIBLE": Spec(bool, "bit-identical runs with one seed on a CPU (slower)"),
-    "RESTART": Spec(bool, "discard an interrupted run's checkpoint in RUN_DIR; train afresh"),
+    "RESTART": Spec(bool, "train afresh: discard a checkpoint or a finished training in RUN_DIR"),
+    "PUBLISHED_MODEL": Spec(str, "models folder lesson 04 studies when RUN_DIR holds no run"),
 }
 
 
