@@ -8,8 +8,10 @@ monotone grey-level mapping fitted once on training slices, quantile to quantile
 generator's output to real images of the target contrast. It is appended to the exported
 generator as a layer, so the `.keras` file and the SavedModel both apply it.
 
-Monotone means it never makes a darker pixel brighter than a lighter one, so it cannot move
-anatomy; and it is the same for every image. It only re-spaces the grey levels.
+Monotone means it never makes a darker pixel brighter than a lighter one, so it keeps every
+edge where it is and every contrast's order; and it is the same for every image. It only
+re-spaces the grey levels, which can still lower a structure-sensitive score such as SSIM
+where it stretches small differences (lesson 04 shows both effects).
 """
 
 from __future__ import annotations
