@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mri_helpers import fileio, profiles
 from mri_helpers.data import load_dataset
-from mri_helpers.datafiles import AUTO, PHANTOM, describe, find_data
+from mri_helpers.datafiles import AUTO, PHANTOM, describe, find_data, identify_data
 from mri_helpers.errors import CourseError
 
 
@@ -226,7 +226,10 @@ def check_data(path: str | None) -> int:
             file=sys.stderr,
         )
         return 1
-    print(describe(load_dataset(path or AUTO)))
+    dataset = load_dataset(path or AUTO)
+    print(describe(dataset))
+    if not dataset.is_phantom:
+        print(f"  which: {identify_data(find_data(path))}")
     return 0
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import io
 import os
 import re
@@ -462,3 +463,48 @@ def decode_png(file: SliceFile) -> tuple[np.ndarray, tuple[str, ...], tuple[int,
     """One file's pixels (2-D, uint8 or uint16), the conversions made, and its stored
     (height, width) if it was shrunk to bound memory; a DataError says what is wrong."""
     return _decode(file.read() if file.size <= MAX_FILE_BYTES else b"", file.size)
+
+
+# The course zip as distributed with the course's case study: its SHA-256, and a digest of its
+# slices (each PNG's folder, name and bytes) that still recognises them re-zipped or extracted.
+COURSE_ZIP_SHA256 = "04328476d154c9796fe1cbc2250420f58323b0fd24e5c326f00b36f990e44bb1"
+
+COURSE_SLICES_SHA256 = "20039169c7bf02debc8414f98d5297055e9d462d1eb2cba67b2d7bb94dbe5388"
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while block := stream.read(2**20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def slices_sha256(path: str | os.PathLike) -> str:
+    """A digest of the data's PNG slices, independent of the archive: each slice's folder and
+    name (e.g. `TrainT1/Image #10.png`) with the SHA-256 of its bytes, in sorted order."""
+    with opened(path) as (_, files):
+        entries = sorted(
+            (PurePosixPath(*f.path.parts[-2:]).as_posix(), hashlib.sha256(f.read()).hexdigest())
+            for f in files
+            if f.path.suffix.lower() == ".png" and f.size <= MAX_FILE_BYTES
+        )
+    return hashlib.sha256("\n".join(f"{n} {h}" for n, h in entries).encode()).hexdigest()
+
+
+def identify_data(path: str | os.PathLike) -> str:
+    """One line: whether `path` is the course's own zip (by its SHA-256), the course's slices
+    in another zip or folder, or another data set."""
+    path = Path(path)
+    if path.is_file() and file_sha256(path) == COURSE_ZIP_SHA256:
+        return f"the course's own zip (SHA-256 {COURSE_ZIP_SHA256})"
+    what = "zip" if path.is_file() else "folder"
+    if slices_sha256(path) == COURSE_SLICES_SHA256:
+        return f"the course's own slices, in another {what} (the same PNG files, byte for byte)"
+    checksum = f"SHA-256 {file_sha256(path)}, " if path.is_file() else ""
+    return (
+        f"not the course zip ({checksum}the course zip's is {COURSE_ZIP_SHA256[:12]}...): "
+        f"another data set; the lessons run on it, but their committed outputs are the course "
+        f"zip's"
+    )

@@ -46,7 +46,33 @@ def test_check_data_reports_course_zip(course_zip: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert "T1: 43 slices" in out and "T2: 46 slices" in out
     assert "43 of 181x217" in out and "46 of 181x217" in out and "uint8" in out
+    assert f"the course's own zip (SHA-256 {sha256(course_zip)})" in out
     assert sha256(course_zip) == before
+
+
+def test_check_data_tells_the_course_slices_from_another_data_set(
+    course_zip: Path, tmp_path: Path, capsys
+) -> None:
+    """Re-zipped under another top folder, or extracted, the course's slices are still named
+    as the course's; one changed slice, or another data set of the same layout, is not."""
+    with zipfile.ZipFile(course_zip) as archive:
+        members = {i.filename: archive.read(i) for i in archive.infolist() if not i.is_dir()}
+        archive.extractall(tmp_path / "extracted")
+    rezipped = make_zip(tmp_path / "rezipped.zip", {f"top/{n}": b for n, b in members.items()})
+    changed = dict(members)
+    first = sorted(n for n in members if n.endswith(".png"))[0]
+    changed[first] = png_bytes(gray_slice(77))
+    altered = make_zip(tmp_path / "altered.zip", changed)
+    other = make_zip(tmp_path / "other.zip", course_like_entries())
+    expected = {
+        rezipped: "the course's own slices, in another zip",
+        tmp_path / "extracted": "the course's own slices, in another folder",
+        altered: f"not the course zip (SHA-256 {sha256(altered)}",
+        other: f"not the course zip (SHA-256 {sha256(other)}",
+    }
+    for path, line in expected.items():
+        assert cli_main(["check-data", str(path)]) == 0
+        assert f"which: {line}" in capsys.readouterr().out, path.name
 
 
 def test_find_data_prefers_explicit_then_env(course_zip: Path, tmp_path, monkeypatch) -> None:
