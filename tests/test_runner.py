@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -237,16 +238,24 @@ def test_unknown_profile_is_rejected_by_the_command(capsys) -> None:
 
 
 def test_course_smoke_batch_end_to_end(course_zip: Path, tmp_path: Path) -> None:
-    """`mri-course run --profile smoke` on the real notebooks, as a user would run it."""
+    """`mri-course run --profile smoke` on the real notebooks, as a user would run it; a cell
+    after training fails the first time, and `--resume` finishes without training again."""
+    copies = tmp_path / "notebooks"
+    shutil.copytree(runner.project_root() / "notebooks", copies)
+    lesson = nbformat.read(copies / "04_training.ipynb", as_version=4)
+    trains = next(i for i, c in enumerate(lesson.cells) if c.source.startswith("if plan.trains"))
+    lesson.cells.insert(trains + 1, new_code_cell("raise RuntimeError('after training')"))
+    nbformat.write(lesson, copies / "04_training.ipynb")
     out = tmp_path / "smoke-run"
-    command = [sys.executable, "-m", "mri_course.cli", "run", "--profile", "smoke"]
-    done = subprocess.run(
-        [*command, "--data", str(course_zip), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    with pytest.raises(runner.CourseRunError, match="after training"):
+        runner.run_course("smoke", str(course_zip), out, notebooks_dir=copies)
+    history = (out / "history.csv").read_text()
+    command = [sys.executable, "-m", "mri_course.cli", "run", "--resume", "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
+    executed = nbformat.read(out / "04_training.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+    assert "training skipped" in printed and (out / "history.csv").read_text() == history
     executed = sorted(p.name for p in out.glob("*.ipynb"))
     committed = sorted(p.name for p in (runner.project_root() / "notebooks").glob("*.ipynb"))
     assert executed == committed and executed[0] == "01_data_understanding.ipynb"
