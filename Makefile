@@ -16,7 +16,7 @@ help:
 	@echo "make test      install and run the whole test suite (lint, unit tests, notebooks)"
 	@echo "make lessons   write the lessons' '# @save' cells into mri_helpers (after editing one)"
 	@echo "make lab       open the lessons in JupyterLab, in the course's environment"
-	@echo "make lock      re-pin constraints.txt from a fresh install (maintainers)"
+	@echo "make lock      re-pin constraints.txt for Python 3.10-3.13 with uv (maintainers)"
 
 install: $(VENV)/.installed
 
@@ -53,12 +53,13 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# One universal lock for Python 3.10 to 3.13 (markers where a package forks per version): uv
+# keeps the pins already in constraints.txt wherever they still resolve. It needs only uv, so it
+# runs even where the current pins no longer install.
 lock:
-	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
-	.venv-lock/bin/python -m pip install --quiet -e ".[dev]"
-	echo '# Exact versions the course was last run and tested with (regenerate: make lock).' > constraints.txt
-	.venv-lock/bin/python -m pip freeze --exclude-editable | grep -v '^mri-helpers' >> constraints.txt
-	rm -rf .venv-lock
+	test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install --quiet -c constraints.txt uv; }
+	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.10 \
+		--no-emit-package mri-helpers --custom-compile-command "make lock" -o constraints.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
@@ -68,4 +69,6 @@ notebooks: install
 	rm -rf runs/publish
 	$(BIN)/mri-course run --profile course --data $(DATA) --out runs/publish
 	$(BIN)/mri-course publish runs/publish
+	for direction in t1-to-t2 t2-to-t1; do mkdir -p published/$$direction && \
+		cp runs/publish/models/$$direction/generator.keras runs/publish/models/$$direction/model.json published/$$direction/; done
 	$(BIN)/mri-course evaluate --model runs/publish/models --data $(if $(filter auto,$(DATA)),course,$(DATA)) --json docs/course_metrics.json
