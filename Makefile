@@ -8,7 +8,7 @@ PROFILE ?= course
 DATA ?= auto
 OUT ?=
 
-.PHONY: help install course check test lab format lessons lock notebooks clean
+.PHONY: help install course check test lab book format lessons lock notebooks clean
 
 help:
 	@echo "make course [PROFILE=smoke|course|full] [DATA=auto|phantom|PATH] [OUT=DIR]"
@@ -16,6 +16,7 @@ help:
 	@echo "make test      install and run the whole test suite (lint, unit tests, notebooks)"
 	@echo "make lessons   write the lessons' '# @save' cells into mri_helpers (after editing one)"
 	@echo "make lab       open the lessons in JupyterLab, in the course's environment"
+	@echo "make book      build the course as a website in book/_build/html (notebooks not re-run)"
 	@echo "make lock      re-pin constraints.txt for Python 3.10-3.13 with uv (maintainers)"
 
 install: $(VENV)/.installed
@@ -49,6 +50,12 @@ lessons: install
 lab: install
 	$(BIN)/jupyter lab --notebook-dir=notebooks
 
+# The course as a static website: README as front page, the lessons and solutions with their
+# committed outputs (never re-executed), the docs; warnings (a broken link) fail the build.
+book: install
+	$(BIN)/sphinx-build -q -b html -W --keep-going -c book . book/_build/html
+	@echo "open book/_build/html/index.html"
+
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
@@ -62,7 +69,7 @@ lock:
 		--no-emit-package mri-helpers --custom-compile-command "make lock" -o constraints.txt
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info book/_build
 
 # Maintainers: refresh the outputs the committed notebooks carry, from one fresh course run.
 notebooks: install
