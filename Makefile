@@ -8,7 +8,7 @@ PROFILE ?= course
 DATA ?= auto
 OUT ?=
 
-.PHONY: help install course check test lab book format lessons lock notebooks clean
+.PHONY: help install course check test lab book format lessons lock notebooks solutions clean
 
 help:
 	@echo "make course [PROFILE=smoke|course|full] [DATA=auto|phantom|PATH] [OUT=DIR]"
@@ -71,6 +71,10 @@ lock:
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info book/_build
 
+# Maintainers: run the worked solutions once at the course profile and commit their outputs.
+solutions: install
+	$(BIN)/mri-course publish-solutions
+
 # Maintainers: refresh the outputs the committed notebooks carry, from one fresh course run.
 notebooks: install
 	rm -rf runs/publish
@@ -79,3 +83,4 @@ notebooks: install
 	for direction in t1-to-t2 t2-to-t1; do mkdir -p published/$$direction && \
 		cp runs/publish/models/$$direction/generator.keras runs/publish/models/$$direction/model.json published/$$direction/; done
 	$(BIN)/mri-course evaluate --model runs/publish/models --data $(if $(filter auto,$(DATA)),course,$(DATA)) --json docs/course_metrics.json
+	$(MAKE) solutions

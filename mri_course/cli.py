@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench(commands)
     _add_publish(commands)
     _add_export_lessons(commands)
+    _add_publish_solutions(commands)
     return parser
 
 
@@ -162,6 +163,13 @@ def _add_export_lessons(commands) -> None:
     )
 
 
+def _add_publish_solutions(commands) -> None:
+    commands.add_parser(
+        "publish-solutions",
+        help="run the worked solutions once at the course profile and commit their outputs",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -180,6 +188,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .lesson_export import export
 
             return export(check=args.check)
+        if args.command == "publish-solutions":
+            from .solutions import publish_solutions
+
+            for path, seconds in publish_solutions().items():
+                print(f"published {path.name} ({seconds:.0f} s)")
+            return 0
         if args.command == "bench":
             from .benchmark import run as run_benchmark
 

@@ -40,6 +40,7 @@ __all__ = [
     "OutputPlaceError",
     "ParameterError",
     "MRIDataset",
+    "check",
     "Slice",
     "describe",
     "find_data",
@@ -54,6 +55,7 @@ _LAZY_MODULES = {
     "calibration",
     "datafiles",
     "evaluation",
+    "exercises",
     "export",
     "fileio",
     "head_start",
@@ -70,6 +72,8 @@ _LAZY_MODULES = {
 
 
 def __getattr__(name: str):
+    if name == "check":  # the exercises' checker, `mh.check("02-3", stretch_to_square)`
+        return importlib.import_module(".exercises", __name__).check_exercise
     if name in _LAZY_MODULES:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'mri_helpers' has no attribute {name!r}")

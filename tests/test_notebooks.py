@@ -68,10 +68,41 @@ def test_parameter_cells_hold_plain_values(path: Path) -> None:
     assert not re.search(r"\benviron\b", "".join(c.source for c in code_cells(path)))
 
 
-def test_solutions_are_committed_without_outputs() -> None:
+def test_solutions_carry_the_outputs_of_one_run() -> None:
+    """`publish_solutions` ran each solution once: every cell, in order, without an error."""
     assert [p.name for p in SOLUTIONS] == [f"{p.name[:2]}_solutions.ipynb" for p in NOTEBOOKS]
     for path in SOLUTIONS:
-        assert not any(c.outputs or c.execution_count for c in code_cells(path)), path.name
+        notebook = nbformat.read(path, as_version=4)
+        code = [c for c in notebook.cells if c.cell_type == "code"]
+        assert [c.execution_count for c in code] == list(range(1, len(code) + 1)), path.name
+        assert all(c.outputs for c in code if "assert mh.check(" in c.source), path.name
+        assert not any(o.output_type == "error" for c in code for o in c.outputs), path.name
+        assert "papermill" not in notebook.metadata, path.name
+        assert not any("papermill" in c.metadata or "execution" in c.metadata for c in code)
+        assert not any("injected-parameters" in c.metadata.get("tags", []) for c in code)
+
+
+def normalised(text: str) -> str:
+    """Text without markup or line breaks, so that neither hides a copied sentence."""
+    return " ".join(re.sub(r"[>*`\[\]]", " ", text).split())
+
+
+def sentences(text: str, min_words: int = 12) -> set[str]:
+    """The sentences of a text with at least `min_words` words."""
+    parts = re.split(r"(?<=[.?!])\s+", normalised(text))
+    return {part for part in parts if len(part.split()) >= min_words}
+
+
+def test_solutions_do_not_repeat_their_exercises_text() -> None:
+    """Each exercise's text lives in its lesson only; the solution links to it."""
+    for lesson in NOTEBOOKS:
+        exercises = nbformat.read(lesson, as_version=4).cells[-1].source
+        solution = lesson.parent / "solutions" / f"{lesson.name[:2]}_solutions.ipynb"
+        markdown = "\n".join(c.source for c in nbformat.read(solution, as_version=4).cells)
+        shared = {s for s in sentences(exercises) if s in normalised(markdown)}
+        assert not shared, (solution.name, sorted(shared)[:2])
+        assert f"../{lesson.name}#Exercises" in markdown
+    assert sentences("One two three four five six seven eight nine ten eleven twelve. No.")
 
 
 def test_no_machine_paths_in_committed_outputs_and_documents() -> None:
