@@ -573,6 +573,8 @@ def _strip_run_metadata(notebook) -> None:
             continue
         count += 1
         cell.execution_count = count
+        if "remove-output" in cell.metadata.get("tags", []):  # e.g. a 1 MB interactive viewer
+            cell.outputs = []  # made when the lesson runs; myst-nb's tag hides it in the book
         for output in cell.get("outputs", []):
             if "execution_count" in output:
                 output["execution_count"] = count

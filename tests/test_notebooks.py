@@ -48,6 +48,8 @@ def test_notebook_structure_and_outputs(path: Path) -> None:
     assert checked, "nbval needs cells marked # NBVAL_CHECK_OUTPUT"
     assert all(c.outputs for c in checked), "a checked cell without output checks nothing"
     assert not any(o.output_type == "error" for c in code for o in c.outputs)
+    # publish drops what cells tagged remove-output show (a 1 MB viewer is made by running)
+    assert not any(c.outputs for c in code if "remove-output" in c.metadata.get("tags", []))
     # A title first; the summary, then exercises with their worked solutions, last.
     assert notebook.cells[0].cell_type == "markdown" and notebook.cells[0].source.startswith("# ")
     assert "## Summary" in notebook.cells[-2].source
