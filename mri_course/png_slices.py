@@ -8,13 +8,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from mri_helpers import fileio
 from mri_helpers.data import Slice, duplicates, natural_key
 from mri_helpers.datafiles import read_slice_file
 from mri_helpers.errors import DataError, DataProblems
 from mri_helpers.export import DIRECTIONS, cleaning_of, load_generator, translate
+
+from .domain_shift import recorded_grey_levels, slices_distance
 
 
 def read_slice(path: str | os.PathLike, modality: str) -> Slice:
@@ -157,8 +159,11 @@ def translate_files(
         raise DataError(f"cannot create {out_dir} ({error.strerror}).") from None
     cleaning = cleaning_of(config)
     outputs = translate(generator, slices, config["image_size"], cleaning)
+    contrast = DIRECTIONS[direction][0]
+    distances = slices_distance([s.image for s in slices], config, contrast)
+    notes = _distance_notes(slices, distances, recorded_grey_levels(config, contrast))
     written = []
-    for s, image, target in zip(slices, outputs, targets, strict=True):
+    for s, image, target, note in zip(slices, outputs, targets, notes, strict=True):
         result = Image.fromarray(np.asarray(image, np.uint8))
         stored = s.stored_shape
         if stored is not None and tuple(stored) != image.shape:
@@ -167,15 +172,43 @@ def translate_files(
                 f"note: {s.id} was {stored[1]}x{stored[0]}, translated at {image.shape[1]}x"
                 f"{image.shape[0]} and enlarged back to {stored[1]}x{stored[0]}"
             )
-        _write_png(result, target)
+        _write_png(result, target, note)
         written.append(target)
     return written
 
 
-def _write_png(image: Image.Image, target: Path) -> None:
-    """Write `target` whole or not at all (`fileio.replacing`)."""
+def _distance_notes(slices: list[Slice], distances: list[float] | None, record) -> list[str]:
+    """Each output's note (kept in the PNG as a text chunk): a synthetic image, and how far
+    its input lies from the training slices; a warning printed for those beyond the limit."""
+    if distances is None:
+        return ["synthetic image; the model records no training grey levels to compare"] * len(
+            slices
+        )
+    limit = record["limit"]
+    outside = [s.id for s, d in zip(slices, distances, strict=True) if d > limit]
+    if outside:
+        shown = ", ".join(outside[:5]) + (
+            f" and {len(outside) - 5} more" if len(outside) > 5 else ""
+        )
+        print(
+            f"warning: {len(outside)} of {len(slices)} slices have grey levels unlike those the "
+            f"model was trained on (distance above {limit:.0f} grey levels): {shown}; expect a "
+            "lower quality than the model's published scores"
+        )
+    return [
+        f"synthetic image; its input lies {d:.1f} grey levels from the training slices "
+        f"(limit {limit:.1f}): {'unlike' if d > limit else 'like'} the training data"
+        for d in distances
+    ]
+
+
+def _write_png(image: Image.Image, target: Path, note: str = "") -> None:
+    """Write `target` whole or not at all (`fileio.replacing`), with `note` as a text chunk."""
+    text = PngImagePlugin.PngInfo()
+    if note:
+        text.add_text("Comment", note)
     try:
         with fileio.replacing(target) as partial:
-            image.save(partial, format="PNG")
+            image.save(partial, format="PNG", pnginfo=text)
     except OSError as error:
         raise DataError(f"cannot write {target} ({error.strerror}).") from None

@@ -22,6 +22,7 @@ from mri_helpers.lessons import EarlierLessons
 from . import callbacks as run_callbacks
 from . import checkpoints, distribution, precision
 from .checkpoints import resume_or_start  # noqa: F401 (lesson 04 calls it from here)
+from .domain_shift import training_grey_levels
 from .scans import head_levels
 
 
@@ -55,6 +56,10 @@ def export_record(earlier: EarlierLessons, training_seed: int) -> dict[str, Any]
         "held_out": earlier.split.test,  # the slices `mri-course evaluate` scores
         # the grey level of a head in the training slices: whole scans are scaled onto it
         "head_levels": head_levels(earlier.slices("t1", "train") + earlier.slices("t2", "train")),
+        # their grey-level distributions: `translate` warns of inputs unlike them
+        "grey_levels": training_grey_levels(
+            earlier.slices("t1", "train") + earlier.slices("t2", "train")
+        ),
         "cleaning": vars(earlier.cleaning),
     }
 

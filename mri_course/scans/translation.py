@@ -35,6 +35,7 @@ from mri_helpers.processing import (
     to_original_geometry,
 )
 
+from ..domain_shift import volume_shift
 from ..png_slices import check_outputs
 from ..precision import precision_policy
 from .geometry import InPlaneGrid, Reorientation, in_plane_grid, model_geometry, reorientation
@@ -67,6 +68,7 @@ class VolumePlan:
     scaling: IntensityScaling
     clipped: dict[str, float]  # fractions of voxels outside 0..255 after scaling
     model_shape: tuple[int, int, int]  # (slices, rows, columns) in the model's orientation
+    shift: dict[str, Any]  # how far its grey levels lie from the training slices'
 
     def record(self) -> dict[str, Any]:
         """The sidecar's account of geometry and intensities."""
@@ -112,6 +114,7 @@ class VolumePlan:
                 ),
                 "clipped": dict(self.clipped),
             },
+            "distance_from_training_data": dict(self.shift),
         }
 
 
@@ -171,7 +174,9 @@ def plan_volume(
         "fraction_below_0_in_head": float(np.count_nonzero(head < lowest) / head.size),
         "fraction_above_255_in_head": float(np.count_nonzero(head > highest) / head.size),
     }
-    return VolumePlan(orientation, grid, scaling, clipped, tuple(oriented.shape))
+    scaled = np.clip(scaling.apply(sample), 0.0, 255.0)
+    shift = volume_shift(scaled, mask, config, contrast)
+    return VolumePlan(orientation, grid, scaling, clipped, tuple(oriented.shape), shift)
 
 
 # --- translating ----------------------------------------------------------------------------
@@ -457,6 +462,8 @@ def translate_volume_files(
         _write_all(made.files(result, spread, copies))
         if spread is None and overwrite:
             paths["uncertainty"].unlink(missing_ok=True)  # stale: from an earlier translation
+        if plan.shift.get("warning"):
+            print(f"warning: {scan.name}: {plan.shift['warning']} (see the sidecar)")
         in_head = plan.clipped["fraction_above_255_in_head"]
         if in_head > 0.01:
             print(
