@@ -136,6 +136,12 @@ def _add_evaluate(commands) -> None:
         choices=["auto", "on", "off"],
         help="with --scan: the network's precision, as for translate (default auto)",
     )
+    evaluate.add_argument(
+        "--labels",
+        metavar="LABELS.nii.gz",
+        help="with --scan: true labels on the scan's grid (0 background, 1 CSF, 2 GM, 3 WM, "
+        "4 lesion), for tissue Dice and lesion scores",
+    )
 
 
 def _add_bench(commands) -> None:
@@ -220,7 +226,7 @@ def check_output_places(args: argparse.Namespace) -> None:
     elif command == "translate":
         fileio.check_output_folder(args.out, "--out", [args.model, *args.inputs])
     elif command == "evaluate":
-        given = [args.model, args.scan, args.truth]
+        given = [args.model, args.scan, args.truth, args.labels]
         inputs = [*given, args.data] if args.data not in ("course", PHANTOM) else given
         fileio.check_output_file(args.json, "--json", [p for p in inputs if p])
     elif command == "bench":
@@ -369,10 +375,16 @@ def evaluate(args: argparse.Namespace) -> int:
         metrics = evaluate_volume(
             args.model, args.direction, args.scan, args.truth, args.series, args.truth_series,
             levels_mm=args.levels, mixed_precision=args.mixed_precision or "auto",
+            labels=args.labels,
         )  # fmt: skip
     elif args.levels is not None or args.mixed_precision is not None:
         raise CourseError(
             "--levels and --mixed-precision score a volume: use them with --scan, --truth, "
+            "--direction."
+        )
+    elif args.labels:
+        raise CourseError(
+            "--labels scores a volume's tissues and lesions: use it with --scan, --truth, "
             "--direction."
         )
     else:

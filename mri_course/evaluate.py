@@ -4,7 +4,7 @@ whole scan against its truth (the lessons' measures, from `mri_helpers.evaluatio
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ from mri_helpers.evaluation import course_report, format_score, mean_metrics, ph
 from mri_helpers.export import DIRECTIONS, cleaning_of, load_generator
 from mri_helpers.processing import Split, brain_region, head_mask, holdout_split
 
-from . import scans
+from . import scans, synthesis_scores
 from .scans import HEAD_PERCENTILE
 
 
@@ -154,9 +154,16 @@ def evaluate_volume(
     truth_series: str | None = None,
     levels_mm: tuple[float, float] | None = None,
     mixed_precision: str = "auto",
+    labels: str | os.PathLike | None = None,
 ) -> dict:
     """A scan translated with an export, scored against a paired true volume of the other
     contrast lying on the same voxel grid, next to the two classical baselines.
+
+    The `brasyn` block scores the whole volume again as the field does
+    (`synthesis_scores.score_synthesis`): each volume normalised on its own, SSIM in the head,
+    the brain and the lesions, PSNR and MAE; with `labels` (a NIfTI on the scan's grid, 0
+    background, 1 CSF, 2 GM, 3 WM, 4 lesion, as the phantom writes), tissue Dice of a fixed
+    segmentation and whether each lesion stays visible and none is invented.
 
     `levels_mm` (low, high): also score on their own the axial slices whose centre lies at a
     scanner height (superior axis, mm) in that range, e.g. the levels a model was trained on,
@@ -173,13 +180,17 @@ def evaluate_volume(
     """
     generator, config = load_generator(models_dir, direction)
     scan_volume, true_volume = _paired_volumes(scan, truth, series, truth_series)
+    label_voxels = None if labels is None else _read_labels(labels, scan_volume, scan)
     synthetic, _, record = scans.translate_volume(
         generator, config, scan_volume.voxels(), scan_volume.affine,
         mixed_precision=mixed_precision,
     )  # fmt: skip
-    slices = _axial_on_model_scale(config, direction, scan_volume, true_volume, synthetic)
+    slices = _axial_on_model_scale(
+        config, direction, scan_volume, true_volume, synthetic, label_voxels
+    )
     scored = _ScoredSlices.of(slices, truth)
     whole = scored.scores(range(len(scored.truths)))
+    brasyn = _brasyn_scores(scored, slices, DIRECTIONS[direction][1])
     result = {
         "scan": Path(scan).name,
         "truth": Path(truth).name,
@@ -187,12 +198,14 @@ def evaluate_volume(
         "axial_slices_scored": len(scored.truths),
         "gains": scored.gains,
         "volume": whole,
+        "brasyn": brasyn,
         "translation": record,
         "summary": [_summary_line(direction, whole, len(scored.truths), "whole volume")],
     }
     if levels_mm is not None:
         result["levels"], lines = _scores_by_level(scored, levels_mm, direction, scan)
         result["summary"] += lines
+    result["summary"] += _brasyn_lines(brasyn)
     return result
 
 
@@ -212,10 +225,16 @@ def _paired_volumes(scan, truth, series: str | None, truth_series: str | None) -
 
 
 def _axial_on_model_scale(
-    config: dict, direction: str, scan_volume, true_volume, synthetic: np.ndarray
+    config: dict,
+    direction: str,
+    scan_volume,
+    true_volume,
+    synthetic: np.ndarray,
+    labels: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """The synthetic, true and input volumes as axial slices (model frame) on the grey scale
-    the model was trained on, and each slice's scanner height ("heights")."""
+    the model was trained on, the labels (if given) in that frame, each slice's scanner height
+    ("heights") and the frame's affine ("model_affine")."""
     source, target = DIRECTIONS[direction]
     levels = scans.model_head_levels(config)
 
@@ -230,7 +249,10 @@ def _axial_on_model_scale(
         name: axial.apply(volume)
         for name, volume in (("model", synthetic), ("truth", true_scaled), ("input", input_scaled))
     }
+    if labels is not None:
+        slices["labels"] = axial.apply(labels)
     slices["heights"] = _slice_heights(scan_volume.affine, axial, slices["truth"].shape)
+    slices["model_affine"] = _model_affine(scan_volume.affine, axial, slices["truth"].shape)
     return slices
 
 
@@ -245,6 +267,7 @@ class _ScoredSlices:
     heights: list[float]
     candidates: dict[str, list[np.ndarray]]
     gains: dict[str, float]
+    kept: list[int] = field(default_factory=list)  # their indices among all axial slices
 
     @classmethod
     def of(cls, slices: dict[str, np.ndarray], truth) -> _ScoredSlices:
@@ -257,6 +280,7 @@ class _ScoredSlices:
             kept.heads.append(head[k])
             kept.brains.append(brain_region(truth_k.round().astype(np.uint8)) & head[k])
             kept.heights.append(float(slices["heights"][k]))
+            kept.kept.append(int(k))
             input_head = head_mask(input_k)
             kept.candidates["model"].append(slices["model"][k])
             kept.candidates["inversion"].append(inversion_baseline(input_k, input_head))
@@ -336,12 +360,104 @@ def _summary_line(direction: str, report: dict, count: int, where: str) -> str:
 
 def _slice_heights(affine: np.ndarray, axial, model_shape: tuple[int, ...]) -> np.ndarray:
     """The scanner height (superior axis, mm) of the centre of each model-frame axial slice."""
+    model_affine = _model_affine(affine, axial, model_shape)
+    k = np.arange(model_shape[0], dtype=float)
+    rows, columns = (np.full_like(k, (n - 1) / 2.0) for n in model_shape[1:])
+    return (model_affine @ np.stack([k, rows, columns, np.ones_like(k)]))[2]
+
+
+def _model_affine(affine: np.ndarray, axial, model_shape: tuple[int, ...]) -> np.ndarray:
+    """Model-frame voxel (slice, row, column) -> scanner millimetres."""
     from nibabel.orientations import inv_ornt_aff
 
     input_shape = [0, 0, 0]
     for model_axis, (input_axis, _) in enumerate(axial.to_input):
         input_shape[int(input_axis)] = model_shape[model_axis]
-    model_affine = affine @ inv_ornt_aff(axial.to_model, input_shape)  # model voxel -> mm
-    k = np.arange(model_shape[0], dtype=float)
-    rows, columns = (np.full_like(k, (n - 1) / 2.0) for n in model_shape[1:])
-    return (model_affine @ np.stack([k, rows, columns, np.ones_like(k)]))[2]
+    return affine @ inv_ornt_aff(axial.to_model, input_shape)
+
+
+# --- scored as the field scores (the `brasyn` block) ----------------------------------------
+LABEL_VALUES = (0, 1, 2, 3, 4)  # background, CSF, GM, WM, lesion: mri_helpers.phantom.LABELS
+
+
+def _read_labels(labels, scan_volume, scan) -> np.ndarray:
+    """The label volume (uint8), checked: NIfTI on the scan's grid, values LABEL_VALUES only,
+    some CSF, GM or WM."""
+    if not scans.is_nifti(labels):
+        raise DataError(f"--labels {labels}: pass a .nii or .nii.gz label volume.")
+    image = scans.read_nifti(labels)
+    if image.shape != scan_volume.shape or not np.allclose(
+        image.affine, scan_volume.affine, atol=1e-3
+    ):
+        raise DataError(
+            f"{labels} does not lie on the voxel grid of {scan} (shape {image.shape} vs "
+            f"{scan_volume.shape}, or another affine): resample it onto the scan first with "
+            "nearest-neighbour interpolation, e.g. nilearn.image.resample_to_img(..., "
+            "interpolation='nearest')."
+        )
+    voxels = image.voxels()
+    found = np.unique(voxels)
+    strange = [float(v) for v in found if v not in LABEL_VALUES][:5]
+    if strange:
+        raise DataError(
+            f"{labels} holds values other than 0 (background), 1 (CSF), 2 (GM), 3 (WM) and 4 "
+            f"(lesion), e.g. {', '.join(f'{v:g}' for v in strange)}: pass a label volume with "
+            "those values only."
+        )
+    if not np.isin(found, (1, 2, 3)).any():
+        raise DataError(f"{labels} labels no CSF, GM or WM (values 1, 2, 3): nothing to score.")
+    return voxels.astype(np.uint8)
+
+
+def _brasyn_scores(scored: _ScoredSlices, slices: dict[str, np.ndarray], target: str) -> dict:
+    """The `brasyn` block of the axial slices with head, as whole volumes again (slices
+    without head stay empty): the truth, the model and the baselines after their gains."""
+    shape = slices["truth"].shape
+
+    def whole(images: list[np.ndarray], dtype=np.float32) -> np.ndarray:
+        volume = np.zeros(shape, dtype)
+        volume[scored.kept] = np.stack(images)
+        return volume
+
+    volumes = {"truth": whole(scored.truths)}
+    volumes.update({name: whole(images) for name, images in scored.candidates.items()})
+    head = whole(scored.heads, bool)
+    labels = slices.get("labels")
+    # The true brain where labels say it; else the brain region the other figures use.
+    brain = labels > 0 if labels is not None else whole(scored.brains, bool)
+    field_of_view = np.zeros(shape, bool)
+    field_of_view[scored.kept] = True
+    return synthesis_scores.score_synthesis(
+        volumes, head, brain, target, labels, slices["model_affine"], field_of_view
+    )
+
+
+def _brasyn_lines(block: dict) -> list[str]:
+    """The summary lines of the `brasyn` block."""
+    model = block["images"]["model"]
+    lines = [
+        "BraSyn-style (each volume to its own 0.5-99.5 percentiles): model SSIM "
+        f"{format_score(model['ssim_head'])} head, {format_score(model['ssim_brain'])} brain"
+        + (f", {format_score(model['ssim_lesion'])} lesions" if "ssim_lesion" in model else "")
+        + f"; PSNR {model['psnr_head']:.1f} dB, MAE {model['mae_head']:.3f}"
+    ]
+    if "segmentation" in block:
+        dice = block["segmentation"]["dice"]
+        best = max(v["mean"] for k, v in dice.items() if k not in ("model", "truth"))
+        lines.append(
+            f"tissue Dice (CSF/GM/WM mean): model {dice['model']['mean']:.3f}, true volume "
+            f"{dice['truth']['mean']:.3f} (the segmentation's ceiling), best baseline {best:.3f}"
+        )
+    if "lesions" in block:
+        seen = sum(row["visible"]["model"] for row in block["lesions"])
+        kept = sum(row["keeps_contrast"]["model"] for row in block["lesions"])
+        lines.append(
+            f"lesions visible in the model's volume: {seen} of {len(block['lesions'])}, "
+            f"{kept} with at least half their true contrast"
+        )
+    if "invented" in block:
+        lines.append(
+            f"lesion-like blobs where the truth has none: model {len(block['invented']['model'])}"
+            f", true volume {len(block['invented']['truth'])}"
+        )
+    return lines

@@ -76,6 +76,23 @@ def image_metrics(
     }
 
 
+def ssim_maps(
+    predictions: np.ndarray, truths: np.ndarray, max_val: float = 255.0, batch_size: int = 16
+) -> np.ndarray:
+    """`tf.image.ssim`'s index map of each slice pair of two (n, height, width) stacks, padded
+    back to (n, height, width) with NaN where the 11x11 window does not fit (SSIM_BORDER pixels
+    each side): the mean of a map over a region's pixels is its SSIM there, pixel-weighted."""
+    predictions, truths = (np.asarray(x, np.float32) for x in (predictions, truths))
+    maps = np.full(predictions.shape, np.nan, np.float32)
+    border = SSIM_BORDER
+    for start in range(0, len(predictions), batch_size):
+        part = slice(start, start + batch_size)
+        a, b = (tf.constant(x[part][..., None]) for x in (predictions, truths))
+        index = tf.image.ssim(a, b, max_val=max_val, return_index_map=True).numpy()
+        maps[part, border : maps.shape[1] - border, border : maps.shape[2] - border] = index
+    return maps
+
+
 def mean_metrics(
     predictions: Sequence[np.ndarray],
     truths: Sequence[np.ndarray],

@@ -27,10 +27,15 @@ imaginary parts carry Gaussian noise: observed = sqrt((S + n1)**2 + n2**2), n1, 
 sigma). Magnitude images are never negative, so the air around the head is not 0 but Rayleigh
 noise (mean 1.25 sigma).
 
+Pathology: `lesions=(3, 5, 7, 10)` puts spheres of those diameters (mm) into deep white matter,
+deterministically from the seed, at the levels the slices cover: T1-dark and T2-bright, like
+oedema or multiple-sclerosis plaques (LESION_TISSUE), with partial volume at the edge.
+
 Images: `make_phantom_volumes` gives the whole head as NIfTI images with the template's affine
-(observed, clean, masks; float32 on the 0..255 scale). `make_phantom` cuts 8-bit axial slices
-from those volumes in the course geometry (181 wide x 217 high, back of the head at the top,
-like the course PNGs): in that frame an exact crop at 1 mm per pixel, the volume's own voxels.
+(observed, clean, masks; float32 on the 0..255 scale) and the true tissue labels (LABELS).
+`make_phantom` cuts 8-bit axial slices from those volumes in the course geometry (181 wide x 217
+high, back of the head at the top, like the course PNGs): in that frame an exact crop at 1 mm
+per pixel, the volume's own voxels.
 """
 
 from __future__ import annotations
@@ -61,6 +66,15 @@ TISSUES: dict[str, tuple[float, float, float]] = {
     "skin": (1.00, 2569.0, 329.0),
     "bone": (0.00, 1.0, 1.0),
 }
+# A lesion's (relative PD, T1 ms, T2 ms): our choice, in the range of oedema and MS plaques at
+# 1.5 T (more water than WM, long T1 and T2), so that with SEQUENCES its T1w signal lies
+# between GM and CSF and its T2w signal near CSF's. Not a BrainWeb class.
+LESION_TISSUE = (0.95, 1400.0, 200.0)
+# Values of the label volume: the largest of the CSF/GM/WM fractions inside the brain mask,
+# lesions (lesion fraction >= 0.5) over them, 0 outside the brain.
+LABELS = {"background": 0, "csf": 1, "gm": 2, "wm": 3, "lesion": 4}
+MAX_LESIONS, LESION_DIAMETERS_MM = 12, (1.0, 20.0)
+_LESION_GAP_MM = 8.0  # between two lesions' edges: each keeps a 4 mm shell of its own
 # (TR, TE) in ms: our choice of typical clinical 1.5 T spin-echo settings (short/short for
 # T1w, long/long for T2w), not taken from a paper. The course images come from BrainWeb's
 # simulator with its own sequences, so the contrasts match them only roughly.
@@ -94,9 +108,19 @@ class PhantomSlices:
 
 def tissue_signal(tissue: str, contrast: str) -> float:
     """Spin-echo signal of a pure tissue ("csf", "gm", ...) in contrast "t1" or "t2"."""
-    pd, t1, t2 = TISSUES[tissue]
+    return _spin_echo(TISSUES[tissue], contrast)
+
+
+def _spin_echo(parameters: tuple[float, float, float], contrast: str) -> float:
+    """S = PD * (1 - exp(-TR / T1)) * exp(-TE / T2) for (PD, T1, T2) in contrast "t1"/"t2"."""
+    pd, t1, t2 = parameters
     tr, te = SEQUENCES[contrast]
     return float(pd * (1.0 - np.exp(-tr / t1)) * np.exp(-te / t2))
+
+
+def _gain(contrast: str) -> float:
+    """The one scale of a contrast: its brightest pure tissue at INTENSITY_MAX."""
+    return INTENSITY_MAX / max(tissue_signal(name, contrast) for name in TISSUES)
 
 
 def _convex_fill(mask: np.ndarray) -> np.ndarray:
@@ -178,21 +202,94 @@ def _template_fractions() -> dict[str, np.ndarray]:
 
 @functools.lru_cache(maxsize=1)
 def _clean_volumes() -> dict[str, np.ndarray]:
-    """Clean T1 and T2 (x, y, z) on the 0..255 scale, plus the head and brain masks."""
+    """Clean T1 and T2 (x, y, z) on the 0..255 scale, the head and brain masks and the
+    tissue labels (LABELS: the largest of the CSF/GM/WM fractions inside the brain)."""
     frac = _template_fractions()
     out = {}
     for contrast in SEQUENCES:
-        signal = {name: tissue_signal(name, contrast) for name in TISSUES}
-        gain = INTENSITY_MAX / max(signal.values())  # one scale per contrast, for all voxels
+        gain = _gain(contrast)  # one scale per contrast, for all voxels
         total = np.zeros(frac["brain"].shape, np.float32)
-        for name, value in signal.items():
-            total += frac[name] * np.float32(gain * value)
+        for name in TISSUES:
+            total += frac[name] * np.float32(gain * tissue_signal(name, contrast))
         out[contrast] = total
     out["head"] = sum(frac[name] for name in TISSUES) > 0.5
     out["brain"] = frac["brain"] > 0.5
+    largest = np.argmax(np.stack([frac["csf"], frac["gm"], frac["wm"]]), axis=0)
+    out["labels"] = np.where(out["brain"], largest + 1, 0).astype(np.uint8)  # 1, 2, 3 as LABELS
     for array in out.values():
         array.flags.writeable = False
     return out
+
+
+def _check_lesions(lesions: Sequence[float]) -> tuple[float, ...]:
+    """Raise ValueError for bad lesion diameters; the diameters (mm) as a tuple of floats."""
+    low, high = LESION_DIAMETERS_MM
+    values = tuple(lesions) if isinstance(lesions, (tuple, list)) else None
+    if (
+        values is None
+        or len(values) > MAX_LESIONS
+        or not all(
+            isinstance(d, (int, float, np.number)) and not isinstance(d, bool) and low <= d <= high
+            for d in values
+        )
+    ):
+        raise ValueError(
+            f"lesions must be a list of at most {MAX_LESIONS} diameters in mm, each in "
+            f"[{low:g}, {high:g}], got {lesions!r}"
+        )
+    return tuple(float(d) for d in values)
+
+
+@functools.lru_cache(maxsize=2)
+def _lesioned_volumes(diameters: tuple[float, ...], seed: int) -> dict[str, np.ndarray]:
+    """`_clean_volumes` with lesions of these diameters (mm) in deep white matter: each voxel
+    holds its lesion fraction of LESION_TISSUE's signal (partial volume at the edge), and the
+    labels say 4 where that fraction is at least one half."""
+    clean = _clean_volumes()
+    if not diameters:
+        return clean
+    fraction = _lesion_fraction(clean["labels"], diameters, seed)
+    out = dict(clean)
+    for contrast in SEQUENCES:
+        lesion = np.float32(_gain(contrast) * _spin_echo(LESION_TISSUE, contrast))
+        out[contrast] = (clean[contrast] * (1.0 - fraction) + fraction * lesion).astype(np.float32)
+    out["labels"] = np.where(fraction >= 0.5, LABELS["lesion"], clean["labels"]).astype(np.uint8)
+    for name in (*SEQUENCES, "labels"):
+        out[name].flags.writeable = False
+    return out
+
+
+def _lesion_fraction(labels: np.ndarray, diameters: tuple[float, ...], seed: int) -> np.ndarray:
+    """Each lesion's volume fraction (x, y, z, float32; 1 mm voxels): spheres placed at random
+    (from `seed`, largest first) where the whole sphere and 2 mm more lie in white matter,
+    within the levels the slices cover, each at least _LESION_GAP_MM from the others' edges."""
+    rng = np.random.default_rng([seed, 4])  # its own stream: noise and bias stay as they were
+    z_range = _level_indices(_template()[0], (LEVELS_MM[0], LEVELS_MM[-1]))
+    depth = ndimage.distance_transform_edt(labels == LABELS["wm"]).astype(np.float32)
+    grid = np.indices(labels.shape, dtype=np.float32)  # (3, x, y, z) voxel coordinates
+    fraction = np.zeros(labels.shape, np.float32)
+    placed: list[tuple[np.ndarray, float]] = []
+    for diameter in sorted(diameters, reverse=True):
+        radius = diameter / 2.0
+        room = depth >= radius + 2.0  # the 2 mm around it white matter too
+        low, high = z_range[0] + int(np.ceil(radius)), z_range[1] - int(np.ceil(radius))
+        room[:, :, :low] = False  # the whole sphere at the levels the slices cover
+        room[:, :, high + 1 :] = False
+        for centre, other in placed:  # away from the lesions already placed
+            reach = radius + other + _LESION_GAP_MM
+            room &= ((grid - centre[:, None, None, None]) ** 2).sum(axis=0) >= reach**2
+        candidates = np.argwhere(room)
+        if not len(candidates):
+            raise ValueError(
+                f"no room left in deep white matter for a {diameter:g} mm lesion next to the "
+                f"others ({', '.join(f'{d:g}' for d in diameters)} mm); ask for fewer or "
+                "smaller lesions."
+            )
+        centre = candidates[rng.integers(len(candidates))].astype(np.float32)
+        distance = np.sqrt(((grid - centre[:, None, None, None]) ** 2).sum(axis=0))
+        np.maximum(fraction, np.clip(radius + 0.5 - distance, 0.0, 1.0), out=fraction)
+        placed.append((centre, radius))
+    return fraction
 
 
 def _bias_field(rng: np.random.Generator, head: np.ndarray, bias: float) -> np.ndarray:
@@ -231,9 +328,11 @@ def _check_options(noise: float, bias: float, seed: int | None) -> int:
 
 
 @functools.lru_cache(maxsize=2)
-def _observed_volumes(noise: float, bias: float, seed: int) -> dict[str, np.ndarray]:
+def _observed_volumes(
+    noise: float, bias: float, seed: int, lesions: tuple[float, ...] = ()
+) -> dict[str, np.ndarray]:
     """Observed T1 and T2 (x, y, z, float32): one bias field per contrast, then Rician noise."""
-    clean, rng = _clean_volumes(), np.random.default_rng(seed)
+    clean, rng = _lesioned_volumes(lesions, seed), np.random.default_rng(seed)
     sigma = np.float32(noise * INTENSITY_MAX)
     out = {}
     for contrast in SEQUENCES:
@@ -268,6 +367,7 @@ VOLUME_FILES = {
     "t2_clean": "phantom_t2w_clean.nii.gz",
     "head_mask": "phantom_head_mask.nii.gz",
     "brain_mask": "phantom_brain_mask.nii.gz",
+    "labels": "phantom_labels.nii.gz",
 }
 
 
@@ -281,13 +381,14 @@ class PhantomVolumes:
     t2_clean: nib.Nifti1Image  # float32
     head_mask: nib.Nifti1Image  # uint8, 1 in the head (brain + layers)
     brain_mask: nib.Nifti1Image  # uint8
+    labels: nib.Nifti1Image  # uint8, LABELS: 0 outside the brain, 1 CSF, 2 GM, 3 WM, 4 lesion
 
     def level_indices(self) -> np.ndarray:
         """The z indices of LEVELS_MM (the levels the course slices cover) in these volumes."""
         return _level_indices(self.t1.affine, LEVELS_MM)
 
     def write(self, folder: str | os.PathLike) -> dict[str, Path]:
-        """Write the six volumes as .nii.gz into `folder` (made if missing); their paths."""
+        """Write the seven volumes as .nii.gz into `folder` (made if missing); their paths."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         paths = {}
@@ -303,18 +404,25 @@ def _level_indices(affine: np.ndarray, levels: Sequence[float]) -> np.ndarray:
 
 
 def make_phantom_volumes(
-    *, noise: float = 0.02, bias: float = 0.15, seed: int | None = 0
+    *,
+    noise: float = 0.02,
+    bias: float = 0.15,
+    seed: int | None = 0,
+    lesions: Sequence[float] = (),
 ) -> PhantomVolumes:
     """The whole phantom head as NIfTI images with the MNI152 affine: observed T1 and T2 (one
-    smooth 3-D bias field per contrast, then Rician noise), their clean truths and the masks.
+    smooth 3-D bias field per contrast, then Rician noise), their clean truths, the masks and
+    the tissue labels (LABELS).
 
-    `noise`, `bias` and `seed` as in `make_phantom`, whose slices are cut from these volumes.
-    The first call renders the head (several seconds); later ones reuse it.
+    `noise`, `bias`, `seed` and `lesions` (diameters in mm of T1-dark, T2-bright spheres in
+    white matter, placed from `seed`) as in `make_phantom`, whose slices are cut from these
+    volumes. The first call renders the head (several seconds); later ones reuse it.
     """
     seed = _check_options(noise, bias, seed)
+    lesions = _check_lesions(lesions)
     affine = _template()[0]
-    clean = _clean_volumes()
-    observed = _observed_volumes(float(noise), float(bias), seed)
+    clean = _lesioned_volumes(lesions, seed)
+    observed = _observed_volumes(float(noise), float(bias), seed, lesions)
     images = {
         "t1": (observed["t1"], "observed T1w"),
         "t2": (observed["t2"], "observed T2w"),
@@ -322,6 +430,7 @@ def make_phantom_volumes(
         "t2_clean": (clean["t2"], "clean T2w"),
         "head_mask": (clean["head"].astype(np.uint8), "head mask"),
         "brain_mask": (clean["brain"].astype(np.uint8), "brain mask"),
+        "labels": (clean["labels"], "labels 0 bg 1 CSF 2 GM 3 WM 4 lesion"),
     }
     return PhantomVolumes(
         **{name: _nifti(np.array(data), affine, what) for name, (data, what) in images.items()}
@@ -387,6 +496,7 @@ def make_phantom(
     bias: float = 0.15,
     seed: int | None = 0,
     shape: tuple[int, int] = PHANTOM_SHAPE,
+    lesions: Sequence[float] = (),
 ) -> PhantomSlices:
     """Cut `num_slices` paired T1/T2 axial slices from the phantom volumes, evenly spread over
     LEVELS_MM (low first).
@@ -395,13 +505,15 @@ def make_phantom(
     the half-range of the multiplicative bias field over the head (0 disables it); each
     contrast gets one smooth 3-D field for the whole head. `seed` makes bias and noise
     reproducible. In the default `shape` the slices are exact 1 mm crops of the volumes'
-    axial planes; other shapes scale the head to fit.
+    axial planes; other shapes scale the head to fit. `lesions`: diameters (mm) of T1-dark,
+    T2-bright spheres in white matter (placed from `seed`, as in `make_phantom_volumes`).
     """
     if isinstance(num_slices, bool) or not isinstance(num_slices, (int, np.integer)):
         raise ValueError(f"num_slices must be an int in [1, {len(LEVELS_MM)}], got {num_slices!r}")
     if not 1 <= num_slices <= len(LEVELS_MM):
         raise ValueError(f"num_slices must be in [1, {len(LEVELS_MM)}], got {num_slices}")
     seed = _check_options(noise, bias, seed)
+    lesions = _check_lesions(lesions)
     dims = tuple(shape) if isinstance(shape, (tuple, list)) else ()
     valid = [isinstance(d, (int, np.integer)) and 32 <= d <= 1024 for d in dims]
     if len(dims) != 2 or not all(valid):
@@ -411,8 +523,8 @@ def make_phantom(
     n_levels = len(LEVELS_MM)
     chosen = ((np.arange(num_slices) + 0.5) * n_levels / num_slices).astype(int)
     indices = _level_indices(_template()[0], [LEVELS_MM[i] for i in chosen])
-    clean = _clean_volumes()
-    observed = _observed_volumes(float(noise), float(bias), seed)
+    clean = _lesioned_volumes(lesions, seed)
+    observed = _observed_volumes(float(noise), float(bias), seed, lesions)
     images = {
         name: np.clip(np.rint(_to_frame(observed[name], indices, shape)), 0, 255).astype(np.uint8)
         for name in SEQUENCES

@@ -335,7 +335,7 @@ def test_volumes_lie_on_the_mni152_grid(volumes: PhantomVolumes) -> None:
         assert isinstance(image, nib.Nifti1Image) and image.shape == GRID_SHAPE, name
         np.testing.assert_array_equal(image.affine, mni)
         assert int(image.header["qform_code"]) == int(image.header["sform_code"]) == 4
-        dtype = np.uint8 if name.endswith("_mask") else np.float32
+        dtype = np.uint8 if name.endswith("_mask") or name == "labels" else np.float32
         assert image.get_data_dtype() == dtype and _data(image).dtype == dtype, name
     assert list(volumes.level_indices()) == [_z_index(level) for level in LEVELS_MM]
     assert nib.aff2axcodes(volumes.t1.affine) == ("R", "A", "S")
@@ -396,6 +396,7 @@ def test_write_round_trips_through_nibabel(volumes: PhantomVolumes, tmp_path: Pa
         "t2_clean": "phantom_t2w_clean.nii.gz",
         "head_mask": "phantom_head_mask.nii.gz",
         "brain_mask": "phantom_brain_mask.nii.gz",
+        "labels": "phantom_labels.nii.gz",
     }
     for name, path in paths.items():
         original, loaded = getattr(volumes, name), nib.load(path)
