@@ -446,7 +446,7 @@ def _brasyn_lines(block: dict) -> list[str]:
         best = max(v["mean"] for k, v in dice.items() if k not in ("model", "truth"))
         lines.append(
             f"tissue Dice (CSF/GM/WM mean): model {dice['model']['mean']:.3f}, true volume "
-            f"{dice['truth']['mean']:.3f} (the segmentation's ceiling), best baseline {best:.3f}"
+            f"{dice['truth']['mean']:.3f} (same method, real T2), best baseline {best:.3f}"
         )
     if "lesions" in block:
         seen = sum(row["visible"]["model"] for row in block["lesions"])
