@@ -112,3 +112,12 @@ def test_the_published_record_stands_in_for_lessons_01_to_03(
     (other / "t1-to-t2" / "model.json").write_text(json.dumps(moved))
     with pytest.raises(MissingManifestError, match="not that data.*course zip"):
         lessons.earlier_lessons(tmp_path / "empty", published=other)
+
+
+def test_the_published_generators_are_committed_and_load() -> None:
+    """Lesson 04 without a run studies these: both load, with the sizes their records name."""
+    generator_g, generator_f = training_run.exported_networks(PUBLISHED)
+    record = json.loads((PUBLISHED / "t1-to-t2" / "model.json").read_text())
+    for network in (generator_g, generator_f):
+        assert network.input_shape[1:3] == (record["image_size"], record["image_size"])
+    assert set(record["grey_levels"]) == {"t1", "t2"}  # translate checks inputs against them
