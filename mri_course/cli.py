@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_publish(commands)
     _add_export_lessons(commands)
     _add_publish_solutions(commands)
+    _add_paired_bound(commands)
     return parser
 
 
@@ -176,6 +177,17 @@ def _add_publish_solutions(commands) -> None:
     )
 
 
+def _add_paired_bound(commands) -> None:
+    paired = commands.add_parser(
+        "paired-bound",
+        help="train pix2pix on the phantom's pairs beside a finished phantom run; score it",
+    )
+    paired.add_argument("run_dir", help="a finished `mri-course run --data phantom` folder")
+    paired.add_argument(
+        "--steps", type=int, default=None, help="steps (default: the run's, head start included)"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -200,6 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for path, seconds in publish_solutions().items():
                 print(f"published {path.name} ({seconds:.0f} s)")
             return 0
+        if args.command == "paired-bound":
+            return paired_bound(args)
         if args.command == "bench":
             from .benchmark import run as run_benchmark
 
@@ -231,9 +245,32 @@ def check_output_places(args: argparse.Namespace) -> None:
         fileio.check_output_file(args.json, "--json", [p for p in inputs if p])
     elif command == "bench":
         fileio.check_output_folder(args.out, "--out")
+    elif command == "paired-bound":
+        fileio.check_output_folder(Path(args.run_dir) / "paired", "paired-bound's output")
     elif command == "publish":
         for folder in ("notebooks", "docs"):
             fileio.check_output_folder(project_root() / folder, "publish's target")
+
+
+def paired_bound(args: argparse.Namespace) -> int:
+    """Train the paired bound beside a phantom run, score it as `evaluate` scores the
+    CycleGAN and write RUN_DIR/paired/metrics.json."""
+    from .evaluate import evaluate_export
+    from .paired import train_paired_bound
+
+    if args.steps is not None and args.steps < 1:
+        raise profiles.ParameterError(f"--steps {args.steps} must be at least 1.")
+    print(f"training pix2pix on the pairs of {args.run_dir} ...", flush=True)
+    trained = train_paired_bound(args.run_dir, steps=args.steps)
+    scores = evaluate_export(trained["models"], "phantom")
+    report = {**trained, "models": str(Path("paired") / "models"), "scores": scores}
+    path = fileio.write_json(Path(args.run_dir) / "paired" / "metrics.json", report)
+    print(
+        f"pix2pix, {trained['budget']['steps']} steps of {trained['budget']['batch_size']} pairs"
+    )
+    print("\n".join(scores["summary"]))
+    print(f"wrote {path}")
+    return 0
 
 
 def check_data(path: str | None) -> int:

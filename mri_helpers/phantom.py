@@ -41,9 +41,10 @@ per pixel, the volume's own voxels.
 from __future__ import annotations
 
 import functools
+import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import nibabel as nib
@@ -94,6 +95,132 @@ _MARGIN = 0.015  # border left around the largest head, as a fraction of each fr
 
 
 @dataclass(frozen=True)
+class Acquisition:
+    """How one phantom scan is made: each sequence's timing, each tissue's values, the head's
+    layers and the scanner's bias and noise. The defaults are the phantom's own 1.5 T scan;
+    `draw_acquisition` draws others from ranges."""
+
+    sequences: tuple[tuple[str, float, float], ...] = tuple(
+        (name, tr, te) for name, (tr, te) in SEQUENCES.items()
+    )  # (contrast, TR ms, TE ms)
+    tissues: tuple[tuple[str, float, float, float], ...] = tuple(
+        (name, *values) for name, values in TISSUES.items()
+    )  # (tissue, relative PD, T1 ms, T2 ms)
+    lesion: tuple[float, float, float] = LESION_TISSUE
+    layers_mm: tuple[tuple[str, float], ...] = LAYERS_MM
+    noise: float = 0.02  # Rician sigma, a fraction of the brightest tissue
+    bias: float = 0.15  # half-range of the multiplicative bias field over the head
+
+    def __post_init__(self) -> None:
+        _check_options(self.noise, self.bias, 0)
+        if [name for name, *_ in self.sequences] != list(SEQUENCES):
+            raise ValueError(f"sequences must time {list(SEQUENCES)}, got {self.sequences!r}")
+        if [name for name, *_ in self.tissues] != list(TISSUES):
+            raise ValueError(f"tissues must give {list(TISSUES)}, got {self.tissues!r}")
+        if [name for name, _ in self.layers_mm] != [name for name, _ in LAYERS_MM]:
+            raise ValueError(f"layers_mm must be {[n for n, _ in LAYERS_MM]}, with thicknesses")
+        times = [t for _, *values in (*self.sequences, *self.tissues) for t in values[-2:]]
+        if min(times) <= 0 or min(t for _, t in self.layers_mm) <= 0:
+            raise ValueError("TR, TE, T1, T2 and layer thicknesses must be positive")
+
+    def timing(self, contrast: str) -> tuple[float, float]:
+        """(TR, TE) in ms of contrast "t1" or "t2"."""
+        return next((tr, te) for name, tr, te in self.sequences if name == contrast)
+
+    def tissue(self, name: str) -> tuple[float, float, float]:
+        """(relative PD, T1 ms, T2 ms) of a tissue ("lesion" included)."""
+        if name == "lesion":
+            return self.lesion
+        return next(tuple(values) for tissue, *values in self.tissues if tissue == name)
+
+    def contrast_only(self) -> Acquisition:
+        """The same acquisition without bias and noise: what the clean volumes depend on."""
+        return replace(self, noise=0.0, bias=0.0)
+
+    def to_json(self) -> dict:
+        """A JSON-able record of every setting."""
+        return {
+            "sequences_tr_te_ms": {name: [tr, te] for name, tr, te in self.sequences},
+            "tissues_pd_t1_t2": {name: list(values) for name, *values in self.tissues},
+            "lesion_pd_t1_t2": list(self.lesion),
+            "layers_mm": dict(self.layers_mm),
+            "noise": self.noise,
+            "bias": self.bias,
+        }
+
+
+@dataclass(frozen=True)
+class AcquisitionRanges:
+    """Intervals `draw_acquisition` draws from, uniformly, each value on its own."""
+
+    t1w_tr: tuple[float, float]
+    t1w_te: tuple[float, float]
+    t2w_tr: tuple[float, float]
+    t2w_te: tuple[float, float]
+    relaxation_t1: tuple[float, float]  # factor on each tissue's T1 (field strength: 3 T > 1.5 T)
+    relaxation_t2: tuple[float, float]  # factor on each tissue's T2
+    proton_density: tuple[float, float]  # factor on each tissue's PD
+    layers: tuple[float, float]  # factor on each head layer's thickness
+    noise: tuple[float, float]
+    bias: tuple[float, float]
+
+
+# "training": around the phantom's own 1.5 T scan, for training on varied acquisitions.
+# "unseen": outside those intervals on every axis, towards a 3 T scanner (longer T1, shorter
+# T2: Stanisz et al., MRM 54:507, 2005, measured about +20-35 % and -5-15 % from 1.5 to 3 T),
+# shorter TEs, longer TRs, thicker or thinner head layers, more noise and bias: scans no
+# phantom-trained model has met. Our choice of intervals; every draw keeps the tissue order
+# of each contrast (WM > GM > CSF in T1w, the reverse in T2w), as real scans do.
+ACQUISITION_RANGES: dict[str, AcquisitionRanges] = {
+    "training": AcquisitionRanges(
+        t1w_tr=(450.0, 600.0), t1w_te=(12.0, 20.0), t2w_tr=(2800.0, 3800.0),
+        t2w_te=(100.0, 130.0), relaxation_t1=(0.92, 1.08), relaxation_t2=(0.95, 1.05),
+        proton_density=(0.97, 1.03), layers=(0.85, 1.15), noise=(0.01, 0.03),
+        bias=(0.05, 0.2),
+    ),
+    "unseen": AcquisitionRanges(
+        t1w_tr=(650.0, 850.0), t1w_te=(6.0, 10.0), t2w_tr=(4000.0, 6000.0),
+        t2w_te=(80.0, 95.0), relaxation_t1=(1.2, 1.35), relaxation_t2=(0.85, 0.93),
+        proton_density=(0.93, 0.96), layers=(1.2, 1.5), noise=(0.035, 0.05),
+        bias=(0.22, 0.3),
+    ),
+}  # fmt: skip
+
+
+def draw_acquisition(seed: int, ranges: str | AcquisitionRanges = "training") -> Acquisition:
+    """An acquisition drawn from `ranges` (a name of ACQUISITION_RANGES, or your own) by
+    `seed`: each TR, TE, noise and bias, and each tissue's PD, T1 and T2 factor on its own."""
+    if isinstance(ranges, str):
+        if ranges not in ACQUISITION_RANGES:
+            raise ValueError(f"ranges must be one of {list(ACQUISITION_RANGES)}, got {ranges!r}")
+        ranges = ACQUISITION_RANGES[ranges]
+    rng = np.random.default_rng([seed, 7])
+
+    def draw(interval: tuple[float, float]) -> float:
+        return round(float(rng.uniform(*interval)), 4)
+
+    def tissue(values: tuple[float, float, float]) -> tuple[float, float, float]:
+        pd, t1, t2 = values
+        factors = (
+            draw(ranges.proton_density),
+            draw(ranges.relaxation_t1),
+            draw(ranges.relaxation_t2),
+        )
+        return tuple(round(v * f, 4) for v, f in zip((pd, t1, t2), factors, strict=True))
+
+    timing = {"t1": (draw(ranges.t1w_tr), draw(ranges.t1w_te))}
+    timing["t2"] = (draw(ranges.t2w_tr), draw(ranges.t2w_te))
+    return Acquisition(
+        sequences=tuple((name, *timing[name]) for name in SEQUENCES),
+        tissues=tuple((name, *tissue(values)) for name, values in TISSUES.items()),
+        lesion=tissue(LESION_TISSUE),
+        layers_mm=tuple((name, round(mm * draw(ranges.layers), 2)) for name, mm in LAYERS_MM),
+        noise=draw(ranges.noise),
+        bias=draw(ranges.bias),
+    )
+
+
+@dataclass(frozen=True)
 class PhantomSlices:
     """Paired axial phantom slices; arrays are (n, height, width), posterior at the top."""
 
@@ -106,21 +233,19 @@ class PhantomSlices:
     brain_mask: np.ndarray  # bool
 
 
-def tissue_signal(tissue: str, contrast: str) -> float:
-    """Spin-echo signal of a pure tissue ("csf", "gm", ...) in contrast "t1" or "t2"."""
-    return _spin_echo(TISSUES[tissue], contrast)
-
-
-def _spin_echo(parameters: tuple[float, float, float], contrast: str) -> float:
-    """S = PD * (1 - exp(-TR / T1)) * exp(-TE / T2) for (PD, T1, T2) in contrast "t1"/"t2"."""
-    pd, t1, t2 = parameters
-    tr, te = SEQUENCES[contrast]
+def tissue_signal(tissue: str, contrast: str, acquisition: Acquisition | None = None) -> float:
+    """Spin-echo signal of a pure tissue ("csf", "gm", ..., "lesion") in contrast "t1" or
+    "t2", S = PD * (1 - exp(-TR / T1)) * exp(-TE / T2), in `acquisition` (default: the
+    phantom's own)."""
+    acquisition = acquisition or Acquisition()
+    pd, t1, t2 = acquisition.tissue(tissue)
+    tr, te = acquisition.timing(contrast)
     return float(pd * (1.0 - np.exp(-tr / t1)) * np.exp(-te / t2))
 
 
-def _gain(contrast: str) -> float:
+def _gain(contrast: str, acquisition: Acquisition) -> float:
     """The one scale of a contrast: its brightest pure tissue at INTENSITY_MAX."""
-    return INTENSITY_MAX / max(tissue_signal(name, contrast) for name in TISSUES)
+    return INTENSITY_MAX / max(tissue_signal(name, contrast, acquisition) for name in TISSUES)
 
 
 def _convex_fill(mask: np.ndarray) -> np.ndarray:
@@ -148,8 +273,9 @@ def _template() -> tuple[np.ndarray, tuple[int, int, int]]:
     return np.array(mask_img.affine, dtype=np.float64), tuple(int(n) for n in mask_img.shape)
 
 
-def _template_fractions() -> dict[str, np.ndarray]:
-    """Tissue fractions (x, y, z) on the whole MNI152 1 mm grid, plus "brain" (float32)."""
+def _template_fractions(layers_mm: tuple[tuple[str, float], ...]) -> dict[str, np.ndarray]:
+    """Tissue fractions (x, y, z) on the whole MNI152 1 mm grid, plus "brain" (float32), with
+    head layers of these thicknesses."""
     from nilearn import datasets
 
     mask_img = datasets.load_mni152_brain_mask(resolution=1)
@@ -186,7 +312,7 @@ def _template_fractions() -> dict[str, np.ndarray]:
     gap_csf = np.clip(_GAP_CSF_MM + 0.5 - d_brain, 0.0, 1.0) * hull
     del hull
     covered, edge = inside, 0.0
-    for i, (name, thickness) in enumerate(LAYERS_MM):  # soft edges: partial volume
+    for i, (name, thickness) in enumerate(layers_mm):  # soft edges: partial volume
         edge += thickness
         cover = np.clip(edge + 0.5 - (d_brain if i == 0 else d_hull), 0.0, 1.0)
         cover = np.maximum(cover, gap_csf if i == 0 else covered).astype(np.float32)
@@ -200,17 +326,18 @@ def _template_fractions() -> dict[str, np.ndarray]:
     return frac
 
 
-@functools.lru_cache(maxsize=1)
-def _clean_volumes() -> dict[str, np.ndarray]:
+@functools.lru_cache(maxsize=2)
+def _clean_volumes(acquisition: Acquisition) -> dict[str, np.ndarray]:
     """Clean T1 and T2 (x, y, z) on the 0..255 scale, the head and brain masks and the
-    tissue labels (LABELS: the largest of the CSF/GM/WM fractions inside the brain)."""
-    frac = _template_fractions()
+    tissue labels (LABELS: the largest of the CSF/GM/WM fractions inside the brain), for an
+    acquisition without bias and noise."""
+    frac = _template_fractions(acquisition.layers_mm)
     out = {}
     for contrast in SEQUENCES:
-        gain = _gain(contrast)  # one scale per contrast, for all voxels
+        gain = _gain(contrast, acquisition)  # one scale per contrast, for all voxels
         total = np.zeros(frac["brain"].shape, np.float32)
         for name in TISSUES:
-            total += frac[name] * np.float32(gain * tissue_signal(name, contrast))
+            total += frac[name] * np.float32(gain * tissue_signal(name, contrast, acquisition))
         out[contrast] = total
     out["head"] = sum(frac[name] for name in TISSUES) > 0.5
     out["brain"] = frac["brain"] > 0.5
@@ -241,17 +368,20 @@ def _check_lesions(lesions: Sequence[float]) -> tuple[float, ...]:
 
 
 @functools.lru_cache(maxsize=2)
-def _lesioned_volumes(diameters: tuple[float, ...], seed: int) -> dict[str, np.ndarray]:
+def _lesioned_volumes(
+    diameters: tuple[float, ...], seed: int, acquisition: Acquisition
+) -> dict[str, np.ndarray]:
     """`_clean_volumes` with lesions of these diameters (mm) in deep white matter: each voxel
     holds its lesion fraction of LESION_TISSUE's signal (partial volume at the edge), and the
     labels say 4 where that fraction is at least one half."""
-    clean = _clean_volumes()
+    clean = _clean_volumes(acquisition.contrast_only())
     if not diameters:
         return clean
     fraction = _lesion_fraction(clean["labels"], diameters, seed)
     out = dict(clean)
     for contrast in SEQUENCES:
-        lesion = np.float32(_gain(contrast) * _spin_echo(LESION_TISSUE, contrast))
+        gain = _gain(contrast, acquisition)
+        lesion = np.float32(gain * tissue_signal("lesion", contrast, acquisition))
         out[contrast] = (clean[contrast] * (1.0 - fraction) + fraction * lesion).astype(np.float32)
     out["labels"] = np.where(fraction >= 0.5, LABELS["lesion"], clean["labels"]).astype(np.uint8)
     for name in (*SEQUENCES, "labels"):
@@ -329,14 +459,15 @@ def _check_options(noise: float, bias: float, seed: int | None) -> int:
 
 @functools.lru_cache(maxsize=2)
 def _observed_volumes(
-    noise: float, bias: float, seed: int, lesions: tuple[float, ...] = ()
+    acquisition: Acquisition, seed: int, lesions: tuple[float, ...] = ()
 ) -> dict[str, np.ndarray]:
     """Observed T1 and T2 (x, y, z, float32): one bias field per contrast, then Rician noise."""
-    clean, rng = _lesioned_volumes(lesions, seed), np.random.default_rng(seed)
-    sigma = np.float32(noise * INTENSITY_MAX)
+    clean = _lesioned_volumes(lesions, seed, acquisition.contrast_only())
+    rng = np.random.default_rng(seed)
+    sigma = np.float32(acquisition.noise * INTENSITY_MAX)
     out = {}
     for contrast in SEQUENCES:
-        signal = clean[contrast] * _bias_field(rng, clean["head"], bias)
+        signal = clean[contrast] * _bias_field(rng, clean["head"], acquisition.bias)
         if sigma > 0:
             real = rng.standard_normal(signal.shape, dtype=np.float32)
             real *= sigma
@@ -350,6 +481,20 @@ def _observed_volumes(
     return out
 
 
+def _scan(
+    acquisition: Acquisition | None, noise: float | None, bias: float | None, seed: int | None
+) -> tuple[Acquisition, int]:
+    """The acquisition to render (`noise` and `bias` replace its own when given) and the seed;
+    ValueError for a bad one."""
+    if acquisition is not None and not isinstance(acquisition, Acquisition):
+        raise ValueError(f"acquisition must be an Acquisition or None, got {acquisition!r}")
+    acquisition = acquisition or Acquisition()
+    noise = acquisition.noise if noise is None else noise
+    bias = acquisition.bias if bias is None else bias
+    seed = _check_options(noise, bias, seed)
+    return replace(acquisition, noise=float(noise), bias=float(bias)), seed
+
+
 def _nifti(data: np.ndarray, affine: np.ndarray, what: str) -> nib.Nifti1Image:
     """A NIfTI image of `data` in MNI space (qform and sform code 4), in mm."""
     image = nib.Nifti1Image(data, affine)
@@ -360,6 +505,7 @@ def _nifti(data: np.ndarray, affine: np.ndarray, what: str) -> nib.Nifti1Image:
     return image
 
 
+ACQUISITION_FILE = "phantom_acquisition.json"  # the settings a written phantom was made with
 VOLUME_FILES = {
     "t1": "phantom_t1w.nii.gz",
     "t2": "phantom_t2w.nii.gz",
@@ -382,19 +528,23 @@ class PhantomVolumes:
     head_mask: nib.Nifti1Image  # uint8, 1 in the head (brain + layers)
     brain_mask: nib.Nifti1Image  # uint8
     labels: nib.Nifti1Image  # uint8, LABELS: 0 outside the brain, 1 CSF, 2 GM, 3 WM, 4 lesion
+    acquisition: Acquisition = field(default_factory=Acquisition)  # how it was made
 
     def level_indices(self) -> np.ndarray:
         """The z indices of LEVELS_MM (the levels the course slices cover) in these volumes."""
         return _level_indices(self.t1.affine, LEVELS_MM)
 
     def write(self, folder: str | os.PathLike) -> dict[str, Path]:
-        """Write the seven volumes as .nii.gz into `folder` (made if missing); their paths."""
+        """Write the seven volumes as .nii.gz into `folder` (made if missing), and the
+        acquisition's settings as ACQUISITION_FILE; the volumes' paths."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         paths = {}
         for field_name, file_name in VOLUME_FILES.items():
             paths[field_name] = folder / file_name
             nib.save(getattr(self, field_name), paths[field_name])
+        text = json.dumps(self.acquisition.to_json(), indent=1)
+        (folder / ACQUISITION_FILE).write_text(text + "\n", encoding="utf-8")
         return paths
 
 
@@ -405,24 +555,26 @@ def _level_indices(affine: np.ndarray, levels: Sequence[float]) -> np.ndarray:
 
 def make_phantom_volumes(
     *,
-    noise: float = 0.02,
-    bias: float = 0.15,
+    noise: float | None = None,
+    bias: float | None = None,
     seed: int | None = 0,
     lesions: Sequence[float] = (),
+    acquisition: Acquisition | None = None,
 ) -> PhantomVolumes:
     """The whole phantom head as NIfTI images with the MNI152 affine: observed T1 and T2 (one
     smooth 3-D bias field per contrast, then Rician noise), their clean truths, the masks and
     the tissue labels (LABELS).
 
-    `noise`, `bias`, `seed` and `lesions` (diameters in mm of T1-dark, T2-bright spheres in
-    white matter, placed from `seed`) as in `make_phantom`, whose slices are cut from these
-    volumes. The first call renders the head (several seconds); later ones reuse it.
+    `noise`, `bias`, `seed`, `lesions` (diameters in mm of T1-dark, T2-bright spheres in
+    white matter, placed from `seed`) and `acquisition` as in `make_phantom`, whose slices are
+    cut from these volumes. The first call renders the head (several seconds); later ones with
+    the same acquisition's contrast reuse it.
     """
-    seed = _check_options(noise, bias, seed)
+    acquisition, seed = _scan(acquisition, noise, bias, seed)
     lesions = _check_lesions(lesions)
     affine = _template()[0]
-    clean = _lesioned_volumes(lesions, seed)
-    observed = _observed_volumes(float(noise), float(bias), seed, lesions)
+    clean = _lesioned_volumes(lesions, seed, acquisition.contrast_only())
+    observed = _observed_volumes(acquisition, seed, lesions)
     images = {
         "t1": (observed["t1"], "observed T1w"),
         "t2": (observed["t2"], "observed T2w"),
@@ -433,7 +585,8 @@ def make_phantom_volumes(
         "labels": (clean["labels"], "labels 0 bg 1 CSF 2 GM 3 WM 4 lesion"),
     }
     return PhantomVolumes(
-        **{name: _nifti(np.array(data), affine, what) for name, (data, what) in images.items()}
+        **{name: _nifti(np.array(data), affine, what) for name, (data, what) in images.items()},
+        acquisition=acquisition,
     )
 
 
@@ -451,8 +604,8 @@ def _frame(shape: tuple[int, int]) -> tuple[float, tuple[float, float]]:
     Scale 1 and an integer offset (an exact crop at 1 mm) when the largest head over
     LEVELS_MM fits with the margin and the frame lies inside the grid; else scaled to fit.
     """
-    levels = _level_indices(_template()[0], LEVELS_MM)
-    head = _axial_planes(_clean_volumes()["head"], levels).any(axis=0)
+    levels = _level_indices(_template()[0], LEVELS_MM)  # the default head, whatever the layers
+    head = _axial_planes(_clean_volumes(Acquisition())["head"], levels).any(axis=0)
     rows, cols = np.nonzero(head)
     extent = np.array([np.ptp(rows) + 1, np.ptp(cols) + 1], dtype=float)
     centre = np.array([rows.min() + rows.max(), cols.min() + cols.max()]) / 2.0
@@ -492,17 +645,20 @@ def _to_frame(volume: np.ndarray, indices: np.ndarray, shape: tuple[int, int]) -
 def make_phantom(
     num_slices: int = 48,
     *,
-    noise: float = 0.02,
-    bias: float = 0.15,
+    noise: float | None = None,
+    bias: float | None = None,
     seed: int | None = 0,
     shape: tuple[int, int] = PHANTOM_SHAPE,
     lesions: Sequence[float] = (),
+    acquisition: Acquisition | None = None,
 ) -> PhantomSlices:
     """Cut `num_slices` paired T1/T2 axial slices from the phantom volumes, evenly spread over
     LEVELS_MM (low first).
 
-    `noise` is the Rician sigma as a fraction of the brightest tissue (0 disables it), `bias`
-    the half-range of the multiplicative bias field over the head (0 disables it); each
+    `acquisition` sets the sequences, tissue values, head layers, noise and bias (default: the
+    phantom's own 1.5 T scan; `draw_acquisition` gives others). `noise` (the Rician sigma as a
+    fraction of the brightest tissue, 0 disables it) and `bias` (the half-range of the
+    multiplicative bias field over the head, 0 disables it) replace the acquisition's; each
     contrast gets one smooth 3-D field for the whole head. `seed` makes bias and noise
     reproducible. In the default `shape` the slices are exact 1 mm crops of the volumes'
     axial planes; other shapes scale the head to fit. `lesions`: diameters (mm) of T1-dark,
@@ -512,7 +668,7 @@ def make_phantom(
         raise ValueError(f"num_slices must be an int in [1, {len(LEVELS_MM)}], got {num_slices!r}")
     if not 1 <= num_slices <= len(LEVELS_MM):
         raise ValueError(f"num_slices must be in [1, {len(LEVELS_MM)}], got {num_slices}")
-    seed = _check_options(noise, bias, seed)
+    acquisition, seed = _scan(acquisition, noise, bias, seed)
     lesions = _check_lesions(lesions)
     dims = tuple(shape) if isinstance(shape, (tuple, list)) else ()
     valid = [isinstance(d, (int, np.integer)) and 32 <= d <= 1024 for d in dims]
@@ -523,8 +679,8 @@ def make_phantom(
     n_levels = len(LEVELS_MM)
     chosen = ((np.arange(num_slices) + 0.5) * n_levels / num_slices).astype(int)
     indices = _level_indices(_template()[0], [LEVELS_MM[i] for i in chosen])
-    clean = _lesioned_volumes(lesions, seed)
-    observed = _observed_volumes(float(noise), float(bias), seed, lesions)
+    clean = _lesioned_volumes(lesions, seed, acquisition.contrast_only())
+    observed = _observed_volumes(acquisition, seed, lesions)
     images = {
         name: np.clip(np.rint(_to_frame(observed[name], indices, shape)), 0, 255).astype(np.uint8)
         for name in SEQUENCES

@@ -113,6 +113,7 @@ SPECS: dict[str, Spec] = {
     "IDENTITY_WEIGHT": Spec(float, "identity loss weight, share of LAMBDA_CYCLE", 0.0, 10.0),
     "ADVERSARIAL": Spec(str, "adversarial loss", choices=("lsgan", "bce")),
     "GENERATOR_AVERAGE": Spec(float, "momentum of the generators' weight average", 0.0, 0.9999),
+    "RANDOM_ACQUISITION": Spec(bool, "re-acquire the generators' inputs at random (training)"),
     "POOL_SIZE": Spec(int, "history pool of generated images; 0: off", low=0, high=1000),
     "WARM_START_STEPS": Spec(int, "steps fitting the generators to classical guesses", 0, 100_000),
     "EXPORT_EVERY": Spec(int, "export the generators every N epochs", low=1, high=10_000),

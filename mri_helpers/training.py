@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from . import losses
 from ._tf import keras, tf
+from .domain_randomisation import RandomAcquisition, randomise_acquisition
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class TrainingConfig:
     pool_size: int = 50
     cycle_noise: float = 0.0  # std of noise added to fakes before the way back ([-1, 1] scale)
     generator_average: float = 0.0  # momentum of the generators' weight average; 0: off
+    # Re-acquire the generators' inputs at random (domain randomisation); None: off
+    random_acquisition: RandomAcquisition | None = None
 
     def __post_init__(self) -> None:
         for name in ("epochs", "steps_per_epoch"):
@@ -218,6 +221,8 @@ class CycleGAN(keras.Model):
         )
         self.trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_NAMES}
         self.noise_seed = keras.random.SeedGenerator(seed + 2)
+        if config.random_acquisition is not None:  # no new state in runs without it
+            self.acquisition_seed = keras.random.SeedGenerator(seed + 3)
         self.built = True  # its networks are built; checkpoints need a built model
 
     def call(self, images, training=False):
@@ -285,8 +290,9 @@ class CycleGAN(keras.Model):
         c = self.config
         # Without an identity loss (weight 0, as in `course`) its images are not computed.
         identity = c.identity_weight != 0
-        fake_t2, same_t2 = _translate(self.generator_g, real_t1, real_t2, identity, training)
-        fake_t1, same_t1 = _translate(self.generator_f, real_t2, real_t1, identity, training)
+        input_t1, input_t2 = self._acquired(real_t1, training), self._acquired(real_t2, training)
+        fake_t2, same_t2 = _translate(self.generator_g, input_t1, real_t2, identity, training)
+        fake_t1, same_t1 = _translate(self.generator_f, input_t2, real_t1, identity, training)
         cycled_t1 = self.generator_f(self._with_cycle_noise(fake_t2, training), training=training)
         cycled_t2 = self.generator_g(self._with_cycle_noise(fake_t1, training), training=training)
         real_logits_t2, pooled_logits_t2, fake_logits_t2 = discriminator_logits(
@@ -316,6 +322,13 @@ class CycleGAN(keras.Model):
             "cycle": cycle,
             "identity": identity_g + identity_f,
         }
+
+    def _acquired(self, real: tf.Tensor, training: bool) -> tf.Tensor:
+        """A generator's input: while training with `random_acquisition`, the real images
+        re-acquired at random (the cycle still returns to the real ones); else as they are."""
+        if not training or self.config.random_acquisition is None:
+            return real
+        return randomise_acquisition(real, self.acquisition_seed, self.config.random_acquisition)
 
     def _with_cycle_noise(self, fake: tf.Tensor, training: bool) -> tf.Tensor:
         """Noise on a fake before the way back, so no invisible signal survives the cycle.

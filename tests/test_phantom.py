@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 import zipfile
 from pathlib import Path
@@ -98,7 +99,7 @@ def fractions(clean: PhantomSlices) -> dict[str, np.ndarray]:
     indices = np.array([_z_index(level) for level in _level_mm(clean.ids)])
     return {
         name: phantom._to_frame(fraction, indices, PHANTOM_SHAPE)
-        for name, fraction in phantom._template_fractions().items()
+        for name, fraction in phantom._template_fractions(phantom.LAYERS_MM).items()
     }
 
 
@@ -408,6 +409,9 @@ def test_write_round_trips_through_nibabel(volumes: PhantomVolumes, tmp_path: Pa
         assert loaded.header.get_xyzt_units()[0] == "mm"
         assert loaded.get_data_dtype() == original.get_data_dtype()
         np.testing.assert_array_equal(np.asarray(loaded.dataobj), _data(original))
+    written = json.loads((tmp_path / "phantom" / phantom.ACQUISITION_FILE).read_text())
+    assert written == volumes.acquisition.to_json()
+    assert written["sequences_tr_te_ms"]["t1"] == list(phantom.SEQUENCES["t1"])
 
 
 def test_slices_are_exact_1mm_crops_of_the_volume_planes(
@@ -475,3 +479,97 @@ def test_volume_reslicing_gives_the_slices_the_model_was_trained_on(
         ]
         trained = default.t1[i, top - row : bottom - row, left - col : right - col]
         np.testing.assert_array_equal(np.clip(np.rint(seen), 0, 255), trained, err_msg=level)
+
+
+def test_the_default_acquisition_is_the_phantoms_own_scan(default: PhantomSlices) -> None:
+    own = make_phantom(acquisition=phantom.Acquisition())
+    np.testing.assert_array_equal(own.t1, default.t1)
+    np.testing.assert_array_equal(own.t2, default.t2)
+    assert phantom.Acquisition().timing("t2") == phantom.SEQUENCES["t2"]
+    # noise and bias given beside an acquisition replace its own
+    quiet = make_phantom(2, acquisition=phantom.Acquisition(noise=0.04), noise=0.0, bias=0.0)
+    np.testing.assert_array_equal(quiet.t1, make_phantom(2, noise=0.0, bias=0.0).t1)
+
+
+def test_drawn_acquisitions_lie_in_their_ranges_and_keep_each_contrasts_tissue_order() -> None:
+    train, unseen = (phantom.ACQUISITION_RANGES[k] for k in ("training", "unseen"))
+    assert phantom.draw_acquisition(3) == phantom.draw_acquisition(3)
+    assert phantom.draw_acquisition(3) != phantom.draw_acquisition(4)
+    for seed in range(40):
+        drawn = {k: phantom.draw_acquisition(seed, k) for k in ("training", "unseen")}
+        for kind, acquisition in drawn.items():
+            ranges = phantom.ACQUISITION_RANGES[kind]
+            (t1_tr, t1_te), (t2_tr, t2_te) = (acquisition.timing(c) for c in ("t1", "t2"))
+            assert ranges.t1w_tr[0] <= t1_tr <= ranges.t1w_tr[1]
+            assert ranges.t2w_te[0] <= t2_te <= ranges.t2w_te[1]
+            assert ranges.noise[0] <= acquisition.noise <= ranges.noise[1]
+            for name, pd, t1, t2 in acquisition.tissues:
+                base = TISSUES[name]
+                low, high = ranges.proton_density
+                assert low * base[0] - 1e-4 <= pd <= high * base[0] + 1e-4
+                assert (
+                    ranges.relaxation_t1[0] - 1e-3
+                    <= t1 / base[1]
+                    <= ranges.relaxation_t1[1] + 1e-3
+                )
+                assert (
+                    ranges.relaxation_t2[0] - 1e-3
+                    <= t2 / base[2]
+                    <= ranges.relaxation_t2[1] + 1e-3
+                )
+            signal = {
+                (t, c): phantom.tissue_signal(t, c, acquisition)
+                for t in ("csf", "gm", "wm", "lesion")
+                for c in ("t1", "t2")
+            }
+            assert signal["wm", "t1"] > signal["gm", "t1"] > signal["lesion", "t1"]
+            assert signal["lesion", "t1"] > signal["csf", "t1"]
+            assert signal["csf", "t2"] > signal["gm", "t2"] > signal["wm", "t2"]
+            assert signal["lesion", "t2"] > signal["gm", "t2"]  # T1-dark, T2-bright
+    # "unseen" lies outside the training intervals on every axis
+    for axis in ("t1w_tr", "t1w_te", "t2w_tr", "t2w_te", "relaxation_t1", "relaxation_t2"):
+        low, high = getattr(train, axis)
+        other = getattr(unseen, axis)
+        assert other[0] > high or other[1] < low, axis
+    for axis in ("proton_density", "layers", "noise", "bias"):
+        low, high = getattr(train, axis)
+        assert getattr(unseen, axis)[0] > high or getattr(unseen, axis)[1] < low, axis
+
+
+def test_volumes_of_another_acquisition_carry_its_tissue_values() -> None:
+    acquisition = phantom.draw_acquisition(0, "unseen")
+    volumes = make_phantom_volumes(acquisition=acquisition, noise=0.0, bias=0.0)
+    default = make_phantom_volumes(noise=0.0, bias=0.0)
+    labels, ours = _data(volumes.labels), _data(default.labels)
+    np.testing.assert_array_equal(labels, ours)  # the same brain
+    head = _data(volumes.head_mask).astype(bool)
+    assert head.sum() > _data(default.head_mask).sum()  # thicker layers: a larger head
+    for contrast in ("t1", "t2"):
+        clean = _data(getattr(volumes, f"{contrast}_clean"))
+        gain = INTENSITY_MAX / max(
+            phantom.tissue_signal(t, contrast, acquisition) for t in TISSUES
+        )
+        # deep in the white matter (no partial volume) the value is the tissue's signal
+        deep = ndimage.binary_erosion(labels == 3, iterations=3)
+        expected = gain * phantom.tissue_signal("wm", contrast, acquisition)
+        assert abs(float(np.median(clean[deep])) - expected) < 0.02 * INTENSITY_MAX
+        # and not the default scan's: the acquisition changed the contrast
+        assert not np.allclose(clean, _data(getattr(default, f"{contrast}_clean")), atol=1.0)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: phantom.Acquisition(noise=0.9), "noise"),
+        (
+            lambda: phantom.Acquisition(sequences=(("t1", -5.0, 10.0), ("t2", 3000.0, 90.0))),
+            "positive",
+        ),
+        (lambda: phantom.Acquisition(tissues=()), "tissues"),
+        (lambda: phantom.draw_acquisition(0, "3T"), "ranges"),
+        (lambda: make_phantom(2, acquisition={"noise": 0.0}), "acquisition"),
+    ],
+)
+def test_bad_acquisitions_raise_value_error_naming_them(make, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make()
