@@ -40,6 +40,8 @@ def head_mask(image: np.ndarray, floor: float = 0.0) -> np.ndarray:
     threshold = max(0.25 * float(threshold_otsu(image)), floor)  # 1. a quarter of Otsu's
     foreground = ndimage.binary_closing(image > threshold, iterations=2)  # 2. gaps closed
     labels, count = ndimage.label(foreground)
+    if count == 0:  # nothing above the threshold (a floor above every pixel)
+        return np.zeros(image.shape, dtype=bool)
     sizes = ndimage.sum(foreground, labels, range(1, count + 1))
     keep = np.isin(labels, 1 + np.flatnonzero(sizes >= max(0.01 * image.size, sizes.max() / 4)))
     if keep.any():

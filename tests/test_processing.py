@@ -156,3 +156,11 @@ def test_denoising_only_the_heads_box_changes_nothing_in_the_head() -> None:
     assert np.all(cleaned[~mask] == 0) and np.abs(cleaned[mask] - image[mask]).mean() > 1
     unmasked = P.clean_slice(image, P.Cleaning(denoise=True, mask_background=False))
     np.testing.assert_allclose(unmasked, whole, atol=1e-3)  # the background denoised too
+
+
+def test_a_slice_of_noise_with_nothing_above_its_noise_floor_has_no_head() -> None:
+    """Uniform noise: the noise floor (1st percentile + HEAD_OVER_NOISE noise levels) lies
+    above every pixel, so the second look finds nothing at all; no head, and no error."""
+    image = np.random.default_rng(0).uniform(0, 50, (181, 217)).astype(np.float32)
+    assert P.above_noise(image) > image.max()
+    assert not P.head_mask(image).any()
