@@ -15,7 +15,7 @@ from mri_helpers.calibration import calibration_of, without_calibration
 from mri_helpers.data import MRIDataset, find_partners, load_dataset
 from mri_helpers.datafiles import find_data
 from mri_helpers.errors import DataError
-from mri_helpers.evaluation import course_report, format_score, mean_metrics, phantom_report
+from mri_helpers.evaluation import course_report, format_score, phantom_report, ssim_maps
 from mri_helpers.export import DIRECTIONS, cleaning_of, load_generator
 from mri_helpers.processing import Split, brain_region, head_mask, holdout_split
 
@@ -268,11 +268,13 @@ class _ScoredSlices:
     candidates: dict[str, list[np.ndarray]]
     gains: dict[str, float]
     kept: list[int] = field(default_factory=list)  # their indices among all axial slices
+    # each candidate's SSIM per slice in the head and the brain (NaN: no pixel to score)
+    slice_ssim: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, slices: dict[str, np.ndarray], truth) -> _ScoredSlices:
         head = scans.head_mask_3d(slices["truth"])
-        values = slices["truth"][head]
+        values = np.sort(slices["truth"][head])  # sorted once for every slice's baseline
         kept = cls([], [], [], [], {"model": [], "inversion": [], "quantile": []}, {})
         for k in np.flatnonzero(head.any(axis=(1, 2))):
             truth_k, input_k = slices["truth"][k], slices["input"][k].round().astype(np.uint8)
@@ -288,6 +290,7 @@ class _ScoredSlices:
         if not kept.truths:
             raise DataError(f"{truth}: no head found in the true volume; nothing to score.")
         kept._match_gains()
+        kept._score_slices()
         return kept
 
     def _match_gains(self) -> None:
@@ -301,25 +304,44 @@ class _ScoredSlices:
             self.gains[name] = float(true_level / level) if level > 1e-3 else 1.0
             self.candidates[name] = [image * self.gains[name] for image in images]
 
+    def _score_slices(self) -> None:
+        """Each candidate's SSIM map of every slice, once (batched), read in each region: the
+        mean of the map over the region's pixels, as `evaluation.image_metrics` scores one."""
+        truths = np.stack(self.truths)
+        for name, images in self.candidates.items():
+            maps = ssim_maps(np.stack(images), truths)
+            self.slice_ssim[name] = {
+                region: np.array(
+                    [_mean_or_nan(m[mask]) for m, mask in zip(maps, masks, strict=True)]
+                )
+                for region, masks in (("head", self.heads), ("brain", self.brains))
+            }
+
     def scores(self, chosen) -> dict[str, dict[str, float | None]]:
-        """SSIM in the head and the brain, PSNR and MAE in the head, of the chosen slices."""
+        """SSIM in the head and the brain (the mean over the chosen slices that have pixels
+        to score there), PSNR and MAE in the head, of the chosen slices."""
         chosen = list(chosen)
-        true, heads, brains = (
-            [x[i] for i in chosen] for x in (self.truths, self.heads, self.brains)
-        )
+        true, heads = ([x[i] for i in chosen] for x in (self.truths, self.heads))
         report = {}
         for name, images in self.candidates.items():
             mine = [images[i] for i in chosen]
             errors = zip(mine, true, heads, strict=True)
             pooled = np.concatenate([np.abs(i - t)[m] for i, t, m in errors])
             mse = float(np.mean(pooled**2))
+            ssim = {r: _mean_or_nan(v[chosen]) for r, v in self.slice_ssim[name].items()}
             report[name] = {
-                "ssim_head": mean_metrics(mine, true, heads)["ssim"],
-                "ssim_brain": mean_metrics(mine, true, brains)["ssim"],
+                "ssim_head": None if np.isnan(ssim["head"]) else ssim["head"],
+                "ssim_brain": None if np.isnan(ssim["brain"]) else ssim["brain"],
                 "psnr_head": float(10 * np.log10(255.0**2 / max(mse, 1e-10))),
                 "mae_head": float(pooled.mean()),
             }
         return report
+
+
+def _mean_or_nan(values: np.ndarray) -> float:
+    """The mean of the values that are not NaN; NaN when none is."""
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if values.size else float("nan")
 
 
 def _scores_by_level(

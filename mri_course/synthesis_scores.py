@@ -182,18 +182,23 @@ def _visible(row: dict, name: str, target: str) -> bool:
     return bool(sign * row["cnr"][name] >= VISIBLE_CNR)
 
 
-def invented_lesions(
-    image: np.ndarray, labels: np.ndarray, model_affine: np.ndarray, target: str
-) -> list[dict]:
-    """Lesion-like blobs where the truth has no lesion: in deep white matter (label 3, at least
-    DEEP_WM_MM from any other label and more than SHELL_MM[1] from any true lesion), voxels
-    beyond the median of that region by more than BLOB_SIGMAS robust standard deviations
-    (1.4826 x MAD) and by at least BLOB_CONTRAST of the median, brighter in T2 (darker in T1);
-    26-connected parts of at least MIN_BLOB_MM3 count. One row per blob."""
+def deep_white_matter(labels: np.ndarray, model_affine: np.ndarray) -> np.ndarray:
+    """Where `invented_lesions` looks: white matter (label 3) at least DEEP_WM_MM from any
+    other label and more than SHELL_MM[1] from any true lesion."""
     spacing = np.sqrt((model_affine[:3, :3] ** 2).sum(axis=0))
     not_wm = ndimage.distance_transform_edt(labels == 3, sampling=spacing)
     from_lesion = ndimage.distance_transform_edt(labels != LESION, sampling=spacing)
-    region = (not_wm >= DEEP_WM_MM) & (from_lesion > SHELL_MM[1])
+    return (not_wm >= DEEP_WM_MM) & (from_lesion > SHELL_MM[1])
+
+
+def invented_lesions(
+    image: np.ndarray, region: np.ndarray, model_affine: np.ndarray, target: str
+) -> list[dict]:
+    """Lesion-like blobs where the truth has no lesion: in the `region` (`deep_white_matter`),
+    voxels beyond its median by more than BLOB_SIGMAS robust standard deviations (1.4826 x
+    MAD) and by at least BLOB_CONTRAST of the median, brighter in T2 (darker in T1);
+    26-connected parts of at least MIN_BLOB_MM3 count. One row per blob."""
+    spacing = np.sqrt((model_affine[:3, :3] ** 2).sum(axis=0))
     if region.sum() < 100:
         return []
     values = image[region]
@@ -267,8 +272,9 @@ def score_synthesis(
     }
     if lesions:
         result["lesions"] = lesion_report(normalised, labels, model_affine, target)
+    deep = deep_white_matter(labels, model_affine)  # the labels' alone: once for all volumes
     result["invented"] = {
-        name: invented_lesions(volume, labels, model_affine, target)
+        name: invented_lesions(volume, deep, model_affine, target)
         for name, volume in normalised.items()
     }
     return result

@@ -273,9 +273,10 @@ def _template() -> tuple[np.ndarray, tuple[int, int, int]]:
     return np.array(mask_img.affine, dtype=np.float64), tuple(int(n) for n in mask_img.shape)
 
 
+@functools.lru_cache(maxsize=2)  # ~6 s each: tests and runs ask for the same few heads
 def _template_fractions(layers_mm: tuple[tuple[str, float], ...]) -> dict[str, np.ndarray]:
     """Tissue fractions (x, y, z) on the whole MNI152 1 mm grid, plus "brain" (float32), with
-    head layers of these thicknesses."""
+    head layers of these thicknesses (read-only: they are cached)."""
     from nilearn import datasets
 
     mask_img = datasets.load_mni152_brain_mask(resolution=1)
@@ -323,10 +324,12 @@ def _template_fractions(layers_mm: tuple[tuple[str, float], ...]) -> dict[str, n
     frac["muscle"][:, :, neck] += frac["bone"][:, :, neck]
     frac["bone"][:, :, neck] = 0.0
     frac["brain"] = inside
+    for array in frac.values():
+        array.flags.writeable = False
     return frac
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=4)
 def _clean_volumes(acquisition: Acquisition) -> dict[str, np.ndarray]:
     """Clean T1 and T2 (x, y, z) on the 0..255 scale, the head and brain masks and the
     tissue labels (LABELS: the largest of the CSF/GM/WM fractions inside the brain), for an
@@ -605,7 +608,7 @@ def _frame(shape: tuple[int, int]) -> tuple[float, tuple[float, float]]:
     LEVELS_MM fits with the margin and the frame lies inside the grid; else scaled to fit.
     """
     levels = _level_indices(_template()[0], LEVELS_MM)  # the default head, whatever the layers
-    head = _axial_planes(_clean_volumes(Acquisition())["head"], levels).any(axis=0)
+    head = _axial_planes(_clean_volumes(Acquisition().contrast_only())["head"], levels).any(axis=0)
     rows, cols = np.nonzero(head)
     extent = np.array([np.ptp(rows) + 1, np.ptp(cols) + 1], dtype=float)
     centre = np.array([rows.min() + rows.max(), cols.min() + cols.max()]) / 2.0

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats
 
 import mri_helpers as mh
 from mri_helpers import evaluation, export, processing
 from mri_helpers._tf import keras
+from mri_helpers.baselines import quantile_baseline
 
 SIZE = 224
 
@@ -138,3 +140,44 @@ def test_every_evaluation_reports_the_brain_on_its_own(course) -> None:
     course_rows = evaluation.course_report(negation(), negation(), dataset, course_split, SIZE)
     assert -1 <= course_rows["partner_ssim_t1_to_t2_brain"] <= 1
     assert "partner_ssim_t2_to_t1_quantile_baseline_brain" in course_rows
+
+
+def test_batched_slice_scores_are_each_slices_own_averaged(course) -> None:
+    """`mean_metrics` scores slices together (one SSIM batch per shape): the same figures as
+    scoring each course slice alone, masks and slices of another shape included, and a mask
+    with no pixel away from the border leaves its slice out."""
+    dataset, _ = course
+    truths = [s.image.astype(np.float32) for s in dataset.t2[:5]]
+    rng = np.random.default_rng(0)
+    predictions = [np.clip(t + rng.normal(0, 15, t.shape), 0, 255) for t in truths]
+    predictions[4], truths[4] = predictions[4][:120, :150], truths[4][:120, :150]  # a crop
+    masks = [processing.head_mask(t.astype(np.uint8)) for t in truths]
+    masks[2] = np.zeros_like(masks[2])
+    masks[2][:3] = True  # only the border: nothing SSIM can score
+    for given in (None, masks):
+        alone = [
+            evaluation.image_metrics(p, t, None if given is None else given[i])
+            for i, (p, t) in enumerate(zip(predictions, truths, strict=True))
+            if given is None or i != 2
+        ]
+        together = evaluation.mean_metrics(predictions, truths, given)
+        for key in ("ssim", "psnr", "mae"):
+            expected = np.mean([row[key] for row in alone])
+            np.testing.assert_allclose(together[key], expected, rtol=1e-5)
+    nothing = [np.zeros_like(masks[2])] * 5
+    assert evaluation.mean_metrics(predictions, truths, nothing)["ssim"] is None
+
+
+def test_reversed_histogram_matching_reads_sorted_targets_as_np_quantile_does() -> None:
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (60, 70)).astype(np.uint8)
+    mask = rng.random(image.shape) > 0.4
+    for size in (1, 2, 7, 50_000):
+        target = rng.gamma(2.0, 30.0, size)
+        values = image[mask].astype(np.float64)
+        ranks = stats.rankdata(values) / (len(values) + 1)
+        expected = np.zeros(image.shape)
+        expected[mask] = np.quantile(target, 1.0 - ranks)
+        expected = np.clip(np.round(expected), 0, 255).astype(np.uint8)
+        for given in (target, np.sort(target)):
+            np.testing.assert_array_equal(quantile_baseline(image, mask, given), expected)

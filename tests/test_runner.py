@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -235,33 +234,6 @@ def test_unknown_profile_is_rejected_by_the_command(capsys) -> None:
         cli_main(["run", "--profile", "huge"])
     assert caught.value.code == 2
     assert "invalid choice: 'huge'" in capsys.readouterr().err
-
-
-def test_course_smoke_batch_end_to_end(course_zip: Path, tmp_path: Path) -> None:
-    """`mri-course run --profile smoke` on the real notebooks, as a user would run it; a cell
-    after training fails the first time, and `--resume` finishes without training again."""
-    copies = tmp_path / "notebooks"
-    shutil.copytree(runner.project_root() / "notebooks", copies)
-    lesson = nbformat.read(copies / "04_training.ipynb", as_version=4)
-    trains = next(i for i, c in enumerate(lesson.cells) if c.source.startswith("if plan.trains"))
-    lesson.cells.insert(trains + 1, new_code_cell("raise RuntimeError('after training')"))
-    nbformat.write(lesson, copies / "04_training.ipynb")
-    out = tmp_path / "smoke-run"
-    with pytest.raises(runner.CourseRunError, match="after training"):
-        runner.run_course("smoke", str(course_zip), out, notebooks_dir=copies)
-    history = (out / "history.csv").read_text()
-    command = [sys.executable, "-m", "mri_course.cli", "run", "--resume", "--out", str(out)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    executed = nbformat.read(out / "04_training.ipynb", as_version=4)
-    printed = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
-    assert "training skipped" in printed and (out / "history.csv").read_text() == history
-    executed = sorted(p.name for p in out.glob("*.ipynb"))
-    committed = sorted(p.name for p in (runner.project_root() / "notebooks").glob("*.ipynb"))
-    assert executed == committed and executed[0] == "01_data_understanding.ipynb"
-    data_manifest = json.loads((out / "01_data.json").read_text())
-    assert data_manifest["kind"] == "course" and len(data_manifest["ids"]["t1"]) == 43
-    assert json.loads((out / "run.json").read_text())["parameters"]["PROFILE"] == "smoke"
 
 
 def test_progress_is_shown_while_a_notebook_runs(notebooks: Path, tmp_path: Path, capfd) -> None:
