@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_check(commands)
     _add_run(commands)
     _add_translate(commands)
+    _add_harmonise(commands)
     _add_evaluate(commands)
     _add_bench(commands)
     _add_publish(commands)
@@ -106,6 +107,25 @@ def _add_translate(commands) -> None:
         help="volumes: the network's precision, as MIXED_PRECISION (auto: bfloat16 on a CPU "
         "that computes it, float16 on a GPU, else float32; off: float32)",
     )
+
+
+def _add_harmonise(commands) -> None:
+    harmonise = commands.add_parser(
+        "harmonise",
+        help="bring NIfTI volumes or DICOM series from another scanner to the grey levels of a "
+        "model's training slices (bias correction, landmark standardisation), to translate next",
+    )
+    harmonise.add_argument("--model", required=True, help="export folder, e.g. RUN/models")
+    harmonise.add_argument("--direction", required=True, choices=["t1-to-t2", "t2-to-t1"])
+    harmonise.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="NIfTI files, DICOM folders or files"
+    )
+    harmonise.add_argument("--out", required=True, help="folder for the harmonised volumes")
+    harmonise.add_argument(
+        "--overwrite", action="store_true", help="replace harmonised volumes that exist in --out"
+    )
+    harmonise.add_argument("--series", help="DICOM: the series (UID or number) to take")
+    harmonise.add_argument("--volume", type=int, help="4-D NIfTI: the volume (0-based) to take")
 
 
 def _add_evaluate(commands) -> None:
@@ -200,6 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return publish(args.run_dir)
         if args.command == "translate":
             return translate(args)
+        if args.command == "harmonise":
+            return harmonise(args)
         if args.command == "evaluate":
             return evaluate(args)
         if args.command == "export-lessons":
@@ -237,7 +259,7 @@ def check_output_places(args: argparse.Namespace) -> None:
     if command == "run":
         inputs = [args.data] if args.data not in (AUTO, PHANTOM) else []
         fileio.check_output_folder(args.out or project_root() / "runs", "--out", inputs)
-    elif command == "translate":
+    elif command in ("translate", "harmonise"):
         fileio.check_output_folder(args.out, "--out", [args.model, *args.inputs])
     elif command == "evaluate":
         given = [args.model, args.scan, args.truth, args.labels]
@@ -250,6 +272,19 @@ def check_output_places(args: argparse.Namespace) -> None:
     elif command == "publish":
         for folder in ("notebooks", "docs"):
             fileio.check_output_folder(project_root() / folder, "publish's target")
+
+
+def harmonise(args: argparse.Namespace) -> int:
+    """Harmonise volumes for a model's input contrast; print what was written."""
+    from .scans.harmonisation import harmonise_files
+
+    written = harmonise_files(
+        args.model, args.direction, args.inputs, args.out, overwrite=args.overwrite,
+        series=args.series, volume=args.volume,
+    )  # fmt: skip
+    for path in written:
+        print(f"wrote {path} (and its .json sidecar); translate it with the same --model")
+    return 0
 
 
 def paired_bound(args: argparse.Namespace) -> int:

@@ -8,12 +8,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import ndimage
 
 import mri_helpers as mh
-from mri_course import domain_shift, png_slices, scans
+from mri_course import cli, domain_shift, png_slices, scans
+from mri_course.scans import harmonisation
 from mri_helpers import export, models, processing
 from mri_helpers._tf import keras
 
@@ -111,3 +114,60 @@ def test_an_export_without_a_record_is_translated_without_a_check(tmp_path: Path
     mask = np.ones_like(scaled, bool)
     shift = domain_shift.volume_shift(scaled, mask, {"grey_levels": {"t1": {"limit": 3}}}, "t1")
     assert shift["measured"] is False and "export the model again" in shift["why"]
+
+
+def test_harmonising_a_scan_of_another_scanner_brings_it_inside_the_training_data(
+    course_like_export, tmp_path: Path, capsys
+) -> None:
+    """`mri-course harmonise`: N4 takes the bias field out, the landmarks map the head onto the
+    training slices' grey levels (tissue order kept), the grid is the input's, and the
+    translation of the result no longer warns."""
+    volumes = mh.phantom.make_phantom_volumes(seed=1, bias=0.3)
+    source = tmp_path / "scan_t1w.nii.gz"
+    volumes.t1.to_filename(source)
+    before = source.read_bytes()
+    out = tmp_path / "harmonised"
+    command = ["harmonise", "--model", str(course_like_export), "--direction", "t1-to-t2",
+               str(source), "--out", str(out)]  # fmt: skip
+    assert cli.main(command) == 0
+    result = out / "scan_t1w_harmonised.nii.gz"
+    assert "wrote" in capsys.readouterr().out and source.read_bytes() == before
+    image = nib.load(result)
+    assert image.shape == volumes.t1.shape and np.array_equal(image.affine, volumes.t1.affine)
+    sidecar = json.loads((out / "scan_t1w_harmonised.json").read_text())
+    assert sidecar["standardisation"]["percentiles"] == list(harmonisation.LANDMARKS)
+
+    labels = np.asarray(volumes.labels.dataobj)
+    given, harmonised = np.asarray(volumes.t1.dataobj, np.float32), image.get_fdata()
+    deep_wm = ndimage.binary_erosion(labels == 3, iterations=2)
+    spread = [float(np.std(v[deep_wm]) / np.mean(v[deep_wm])) for v in (given, harmonised)]
+    assert spread[1] < 0.5 * spread[0]  # the bias field's share of the spread is gone
+    medians = [float(np.median(harmonised[labels == k])) for k in (1, 2, 3)]
+    assert medians[0] < medians[1] < medians[2]  # CSF < GM < WM, as in a T1
+
+    translated = tmp_path / "translated"
+    for path in (source, result):
+        scans.translate_volume_files(course_like_export, "t1-to-t2", [path], translated)
+    printed = capsys.readouterr().out
+    assert "warning: scan_t1w: its grey levels lie" in printed
+    assert "warning: scan_t1w_harmonised" not in printed
+    shift = json.loads((translated / "scan_t1w_harmonised_t2w-synthetic.json").read_text())[
+        "distance_from_training_data"
+    ]
+    assert shift["whole_head_distance"] < shift["limit"] / 2
+
+    assert cli.main(command) == 2  # an existing result is kept unless --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_harmonise_needs_an_export_that_records_its_grey_levels(tmp_path: Path, capsys) -> None:
+    keras.utils.set_random_seed(1)
+    unet = models.unet_generator(models.GeneratorConfig((8, 16)), SIZE, name="unet")
+    bare = export.export_generator(unet, tmp_path / "m", "t1-to-t2", SIZE, {}, saved_model=False)
+    source = tmp_path / "scan.nii.gz"
+    mh.phantom.make_phantom_volumes(seed=1).t1.to_filename(source)
+    command = ["harmonise", "--model", str(bare), "--direction", "t1-to-t2", str(source),
+               "--out", str(tmp_path / "out")]  # fmt: skip
+    assert cli.main(command) == 2
+    assert "does not record its training slices' grey levels" in capsys.readouterr().err
+    assert not list((tmp_path / "out").glob("*"))

@@ -345,6 +345,7 @@ def no_work(monkeypatch):
     import papermill
 
     from mri_course import benchmark, evaluate, png_slices, runner
+    from mri_course.scans import harmonisation
 
     monkeypatch.setattr(papermill, "execute_notebook", _refuse)
     monkeypatch.setattr(benchmark, "run", _refuse)
@@ -352,6 +353,7 @@ def no_work(monkeypatch):
     monkeypatch.setattr(evaluate, "evaluate_volume", _refuse)
     monkeypatch.setattr(png_slices, "translate_files", _refuse)
     monkeypatch.setattr(scans, "translate_volume_files", _refuse)
+    monkeypatch.setattr(harmonisation, "harmonise_files", _refuse)
     monkeypatch.setattr(runner, "run_course", _refuse)
 
 
@@ -375,7 +377,7 @@ def output_place(kind: str, folder: Path, an_input: Path) -> tuple[Path, str]:
     raise ValueError(kind)
 
 
-WRITERS = ["run --out", "translate --out", "evaluate --json", "bench --out"]
+WRITERS = ["run --out", "translate --out", "harmonise --out", "evaluate --json", "bench --out"]
 PLACES = ["a-file", "under-a-file", "proc", "char-device", "fifo", "the-input"]
 
 
@@ -393,12 +395,21 @@ def test_every_command_checks_its_output_place_before_any_work(
         with zipfile.ZipFile(course_zip, "w") as archive:
             archive.writestr("Tr1/TrainT1/a.png", png_bytes(gray_slice()))
         slices = write_entries(root / "slices", {"a.png": png_bytes(gray_slice())})
-        an_input = {"run --out": course, "translate --out": slices, "evaluate --json": course_zip}
+        volume = root / "scan_t1w.nii.gz"
+        nib.save(nib.Nifti1Image(np.zeros((8, 8, 8), np.float32), np.eye(4)), volume)
+        an_input = {"run --out": course, "translate --out": slices, "evaluate --json": course_zip,
+                    "harmonise --out": volume}  # fmt: skip
         place, word = output_place(kind, root, an_input.get(command, course))
+        if (kind, command) == ("the-input", "harmonise --out"):
+            word = "is a file, not a folder"  # its input is a file: refused as one
         argv = {
             "run --out": ["run", "--profile", "smoke", "--data", str(course), "--out"],
             "translate --out": [
                 "translate", "--model", str(exported), "--direction", "t1-to-t2", str(slices),
+                "--out",
+            ],
+            "harmonise --out": [
+                "harmonise", "--model", str(exported), "--direction", "t1-to-t2", str(volume),
                 "--out",
             ],
             "evaluate --json": [

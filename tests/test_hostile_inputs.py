@@ -1093,9 +1093,16 @@ def nifti_gz_announcing(path: Path, shape: tuple[int, int, int], zero_bytes: int
 
 
 @pytest.mark.parametrize(
-    "case", ["4-gib-stream-announcing-4-gvoxels", "4-kib-file-claiming-30000-cubed"]
+    ("command", "case"),
+    [
+        ("translate", "4-gib-stream-announcing-4-gvoxels"),
+        ("translate", "4-kib-file-claiming-30000-cubed"),
+        ("harmonise", "4-gib-stream-announcing-4-gvoxels"),  # the same reader, checked too
+    ],
 )
-def test_translate_refuses_a_lying_nifti_from_its_header(tmp_path, models_dir, case) -> None:
+def test_volume_commands_refuse_a_lying_nifti_from_its_header(
+    tmp_path, models_dir, command, case
+) -> None:
     if case.startswith("4-gib"):
         scan = nifti_gz_announcing(tmp_path / "huge.nii.gz", (2048, 2048, 1024), 4 * GIB)
         assert scan.stat().st_size < 8 << 20
@@ -1107,11 +1114,11 @@ def test_translate_refuses_a_lying_nifti_from_its_header(tmp_path, models_dir, c
         scan.write_bytes(image.header.binaryblock + b"\0" * 3748)
     out = tmp_path / "out"
     before = snapshot(tmp_path)
-    command = [
-        sys.executable, "-m", "mri_course.cli", "translate", "--model", str(models_dir),
+    argv = [
+        sys.executable, "-m", "mri_course.cli", command, "--model", str(models_dir),
         "--direction", "t1-to-t2", str(scan), "--out", str(out),
     ]  # fmt: skip
-    code, output, peak = peak_memory_run(command, tmp_path / "cwd")
+    code, output, peak = peak_memory_run(argv, tmp_path / "cwd")
     assert code == 2 and "Traceback" not in output and "MemoryError" not in output, output
     assert scan.name in output and "header announces" in output, output
     assert peak < MEMORY_BOUND, f"peak memory {peak / GIB:.2f} GiB:\n{output[-2000:]}"

@@ -28,7 +28,8 @@ uncertainty map (the spread of the export's test-time copies) is and is not. Eve
 output is checked before anything is written (`translate_volume_files`).
 
 The subpackage's modules: `reading` (scans in, outputs written whole), `geometry`,
-`intensities`, `translation`.
+`intensities`, `translation`, and `harmonisation` (`mri-course harmonise`: a scan from
+another scanner brought to the training slices' grey levels before translating).
 """
 
 from __future__ import annotations
