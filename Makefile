@@ -34,7 +34,7 @@ test: install
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
-# For contributors, about three minutes: what `make test` runs but the notebooks and the tests
+# For contributors, about four minutes: what `make test` runs but the notebooks and the tests
 # marked `slow` (batch runs, long trainings, processes killed or several workers).
 check: install
 	$(BIN)/ruff check .
